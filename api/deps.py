@@ -1,0 +1,26 @@
+"""FastAPI dependencies: what a route may ask for. The objects live on `app.state`,
+built once by `create_app(settings)`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import Request
+
+from api.settings import Settings
+from api.store import Store
+
+if TYPE_CHECKING:
+    from api.telemetry import ServerMetrics
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_store(request: Request) -> Store:
+    return request.app.state.store  # type: ignore[no-any-return]
+
+
+def get_metrics(request: Request) -> ServerMetrics:
+    return request.app.state.metrics  # type: ignore[no-any-return]

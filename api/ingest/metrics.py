@@ -1,0 +1,288 @@
+"""OTLP metrics → GPU sample rows and engine metric rows.
+
+GPU metrics (`gpu.*`, docs/telemetry.md) arrive one metric per field; the fields of one
+GPU at one instant are joined into one wide `gpu_samples` row. Engine metrics are mapped
+to canonical names (`api.ingest.engine_names`) and stored one value per row; histograms
+become `_bucket` (cumulative, by `le`), `_sum` and `_count` rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+from api.ingest.engine_names import canonical
+from api.ingest.spans import AttributeDecoder, Resource, resource_of
+
+# metric name → (column, lowest allowed, highest allowed)
+GPU_FIELDS: dict[str, tuple[str, float, float]] = {
+    "gpu.utilization": ("util_gpu_pct", 0, 100),
+    "gpu.memory.utilization": ("util_mem_pct", 0, 100),
+    "gpu.memory.used": ("mem_used_bytes", 0, 2**63),
+    "gpu.memory.total": ("mem_total_bytes", 0, 2**63),
+    "gpu.power.draw": ("power_mw", 0, 2**32 - 1),
+    "gpu.power.limit": ("power_limit_mw", 0, 2**32 - 1),
+    "gpu.energy.consumed": ("energy_mj", 0, 2**63),
+    "gpu.clock.sm": ("sm_clock_mhz", 0, 2**16 - 1),
+    "gpu.temperature": ("temperature_c", 0, 255),
+    "gpu.gpm.sm_activity": ("sm_activity_pct", 0, 100),
+    "gpu.gpm.sm_occupancy": ("sm_occupancy_pct", 0, 100),
+    "gpu.gpm.dram_bandwidth": ("dram_bw_pct", 0, 100),
+    "gpu.gpm.tensor_activity": ("tensor_active_pct", 0, 100),
+}
+PROCESS_FIELDS = {"gpu.process.memory.used": "mem", "gpu.process.sm_utilization": "sm"}
+
+_INT_COLUMNS = {
+    "util_gpu_pct", "util_mem_pct", "mem_used_bytes", "mem_total_bytes", "power_mw",
+    "power_limit_mw", "energy_mj", "sm_clock_mhz", "temperature_c",
+}
+
+GPU_SCHEMA = pa.schema(
+    [
+        ("time", pa.timestamp("ms", tz="UTC")),
+        ("cluster", pa.string()),
+        ("host", pa.string()),
+        ("gpu_uuid", pa.string()),
+        ("gpu_index", pa.uint16()),
+        ("gpu_name", pa.string()),
+        ("deployment", pa.string()),
+        ("util_gpu_pct", pa.uint8()),
+        ("util_mem_pct", pa.uint8()),
+        ("mem_used_bytes", pa.uint64()),
+        ("mem_total_bytes", pa.uint64()),
+        ("power_mw", pa.uint32()),
+        ("power_limit_mw", pa.uint32()),
+        ("energy_mj", pa.uint64()),
+        ("sm_clock_mhz", pa.uint16()),
+        ("temperature_c", pa.uint8()),
+        ("sm_activity_pct", pa.float32()),
+        ("sm_occupancy_pct", pa.float32()),
+        ("dram_bw_pct", pa.float32()),
+        ("tensor_active_pct", pa.float32()),
+        ("proc_pids", pa.list_(pa.uint32())),
+        ("proc_mem_bytes", pa.list_(pa.uint64())),
+        ("proc_sm_pct", pa.list_(pa.uint8())),
+    ]
+)
+
+ENGINE_SCHEMA = pa.schema(
+    [
+        ("time", pa.timestamp("ms", tz="UTC")),
+        ("cluster", pa.string()),
+        ("host", pa.string()),
+        ("deployment", pa.string()),
+        ("instance", pa.string()),
+        ("engine", pa.string()),
+        ("metric", pa.string()),
+        ("le", pa.float64()),
+        ("labels", pa.map_(pa.string(), pa.string())),
+        ("value", pa.float64()),
+    ]
+)
+
+_FUTURE_SLACK_NS = 86_400 * 10**9
+_KEEP_LABELS = ("method", "model_name", "engine", "finished_reason", "version")
+
+
+@dataclass(slots=True)
+class MetricBatch:
+    gpu_rows: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
+    engine_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    rejected: Counter[str] = field(default_factory=Counter)
+    ignored: int = 0
+    received: int = 0
+    truncated_attributes: int = 0
+
+    @property
+    def accepted(self) -> int:
+        return self.received - self.ignored - self.rejected_count
+
+    @property
+    def rejected_count(self) -> int:
+        return sum(self.rejected.values())
+
+    def gpu_table(self) -> pa.Table:
+        columns: dict[str, list[Any]] = {name: [] for name in GPU_SCHEMA.names}
+        for (cluster, host, uuid, time_ns), row in self.gpu_rows.items():
+            procs = sorted(row.get("_procs", {}).items())
+            columns["time"].append(time_ns // 1_000_000)
+            columns["cluster"].append(cluster)
+            columns["host"].append(host)
+            columns["gpu_uuid"].append(uuid)
+            columns["proc_pids"].append([pid for pid, _ in procs])
+            columns["proc_mem_bytes"].append([p.get("mem", 0) for _, p in procs])
+            columns["proc_sm_pct"].append([p.get("sm", 0) for _, p in procs])
+            for name in GPU_SCHEMA.names[4:20]:
+                columns[name].append(row.get(name))
+        return pa.Table.from_pydict(columns, schema=GPU_SCHEMA)
+
+    def gpu_keys(self) -> list[str]:
+        return [f"{c}|{h}|{u}|{t}" for c, h, u, t in self.gpu_rows]
+
+    def engine_table(self) -> pa.Table:
+        columns = list(zip(*self.engine_rows, strict=True)) if self.engine_rows else [[]] * 10
+        return pa.Table.from_arrays(
+            [pa.array(list(col), type=f.type) for col, f in zip(columns, ENGINE_SCHEMA, strict=True)],
+            schema=ENGINE_SCHEMA,
+        )
+
+    def engine_keys(self) -> list[str]:
+        return [f"{r[0]}|{r[2]}|{r[4]}|{r[6]}|{r[7]}|{sorted(r[8])}" for r in self.engine_rows]
+
+
+def normalise_metrics(
+    request: ExportMetricsServiceRequest, *, max_attribute_bytes: int, now_ns: int
+) -> MetricBatch:
+    decoder = AttributeDecoder(max_attribute_bytes)
+    batch = MetricBatch()
+    for resource_metrics in request.resource_metrics:
+        resource = resource_of(decoder.decode(resource_metrics.resource.attributes))
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                _metric(batch, resource, metric, decoder, now_ns)
+    batch.truncated_attributes = decoder.truncated
+    return batch
+
+
+def _points(metric: Any) -> tuple[str, Any]:
+    kind = metric.WhichOneof("data")
+    if kind in ("gauge", "sum", "histogram"):
+        return kind, getattr(metric, kind).data_points
+    return kind or "none", []
+
+
+def _number(point: Any) -> float | None:
+    which = point.WhichOneof("value")
+    if which == "as_int":
+        return float(point.as_int)
+    if which == "as_double":
+        return point.as_double
+    return None
+
+
+def _check_time(time_ns: int, now_ns: int) -> str | None:
+    if time_ns <= 0:
+        return "missing time"
+    if time_ns > now_ns + _FUTURE_SLACK_NS:
+        return "time is more than a day in the future"
+    return None
+
+
+def _metric(batch: MetricBatch, resource: Resource, metric: Any, decoder: AttributeDecoder, now_ns: int) -> None:
+    name = metric.name
+    kind, points = _points(metric)
+    if kind in ("summary", "exponential_histogram", "none"):
+        # Counted so nothing vanishes silently; no engine we read sends these for state we use.
+        batch.received += max(1, len(getattr(getattr(metric, kind, None), "data_points", [])))
+        batch.ignored += max(1, len(getattr(getattr(metric, kind, None), "data_points", [])))
+        return
+    if name in GPU_FIELDS or name in PROCESS_FIELDS:
+        for point in points:
+            batch.received += 1
+            reason = _gpu_point(batch, resource, name, point, decoder, now_ns)
+            if reason:
+                batch.rejected[reason] += 1
+        return
+    for point in points:
+        batch.received += 1
+        labels = {k: str(v) for k, v in decoder.decode(point.attributes).items()}
+        targets = canonical(name, labels)
+        if not targets:
+            batch.ignored += 1
+            continue
+        reason = _check_time(point.time_unix_nano, now_ns)
+        if reason:
+            batch.rejected[reason] += 1
+            continue
+        kept = {k: labels[k] for k in _KEEP_LABELS if k in labels}
+        for target in targets:
+            reason = _engine_point(batch, resource, target, kind, point, labels, kept)
+            if reason:
+                batch.rejected[reason] += 1
+                break
+
+
+def _engine_point(
+    batch: MetricBatch,
+    resource: Resource,
+    target: Any,
+    kind: str,
+    point: Any,
+    labels: dict[str, str],
+    kept: dict[str, str],
+) -> str | None:
+    base = (point.time_unix_nano // 1_000_000, resource.cluster, resource.host, resource.deployment,
+            resource.instance, target.engine)
+    pairs = list(kept.items())
+    if kind == "histogram":
+        if len(point.bucket_counts) != len(point.explicit_bounds) + 1:
+            return f"{target.name}: histogram bucket counts do not match its bounds"
+        if point.HasField("sum") and not math.isfinite(point.sum):
+            return f"{target.name}: histogram sum is not finite"
+        cumulative = 0
+        for bound, bucket in zip([*point.explicit_bounds, math.inf], point.bucket_counts, strict=True):
+            cumulative += bucket
+            batch.engine_rows.append((*base, f"{target.name}_bucket", bound, pairs, float(cumulative)))
+        batch.engine_rows.append((*base, f"{target.name}_sum", 0.0, pairs, point.sum))
+        batch.engine_rows.append((*base, f"{target.name}_count", 0.0, pairs, float(point.count)))
+        return None
+    if target.value_label:
+        try:
+            value = float(labels[target.value_label])
+        except (KeyError, ValueError):
+            return f"{target.name}: label {target.value_label!r} is missing or not a number"
+    else:
+        number = _number(point)
+        if number is None:
+            return f"{target.name}: data point has no value"
+        value = number
+    if not math.isfinite(value):
+        return f"{target.name}: value is not finite"
+    batch.engine_rows.append((*base, target.name, 0.0, pairs, value))
+    return None
+
+
+def _gpu_point(
+    batch: MetricBatch, resource: Resource, name: str, point: Any, decoder: AttributeDecoder, now_ns: int
+) -> str | None:
+    attrs = decoder.decode(point.attributes)
+    uuid = attrs.get("gpu.uuid")
+    if not uuid:
+        return "GPU data point has no gpu.uuid"
+    reason = _check_time(point.time_unix_nano, now_ns)
+    if reason:
+        return reason
+    value = _number(point)
+    if value is None or not math.isfinite(value):
+        return f"{name}: value is missing or not finite"
+    proc_field = PROCESS_FIELDS.get(name)
+    if proc_field is not None:
+        pid = attrs.get("process.pid")
+        if not isinstance(pid, int) or not 0 <= pid < 2**32:
+            return f"{name}: process.pid is missing or not a pid"
+        high: float = 100 if proc_field == "sm" else 2**63
+        if not 0 <= value <= high:
+            return f"{name}: value {value:g} is out of range"
+    else:
+        column, low, high = GPU_FIELDS[name]
+        if not low <= value <= high:
+            return f"{name}: value {value:g} is outside {low:g}–{high:g}"
+    key = (resource.cluster, resource.host, str(uuid), point.time_unix_nano)
+    row = batch.gpu_rows.get(key)
+    if row is None:
+        index = attrs.get("gpu.index", 0)
+        row = batch.gpu_rows[key] = {
+            "gpu_index": int(index) if isinstance(index, int | float) and 0 <= index < 65536 else 0,
+            "gpu_name": str(attrs.get("gpu.name", "")),
+            "deployment": resource.deployment if resource.deployment != "unknown" else "",
+        }
+    if proc_field is not None:
+        row.setdefault("_procs", {}).setdefault(pid, {})[proc_field] = int(value)
+    else:
+        row[column] = int(value) if column in _INT_COLUMNS else value
+    return None

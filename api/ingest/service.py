@@ -1,0 +1,142 @@
+"""The ingest service: an OTLP request body in, rows stored, an OTLP response out.
+
+Counted at every step (`api.telemetry.ServerMetrics`); a request either fails whole with a
+precise 4xx (undecodable, too large, wrong type) or is stored minus the items it rejects,
+which the response lists in `partial_success`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from api.errors import BadRequest
+from api.ingest.body import Encoding, Limits, decompress, encoding_of, parse, serialize
+from api.ingest.metrics import normalise_metrics
+from api.ingest.traces import normalise_traces
+from api.settings import Settings
+from api.store import Store
+from api.telemetry import ServerMetrics
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    body: bytes
+    media_type: str
+    accepted: int
+    rejected: int
+
+
+def dedup_token(kind: str, keys: list[str]) -> str:
+    """A digest of the batch's natural keys: a retried batch gets the same token."""
+    digest = hashlib.sha256(kind.encode())
+    for key in sorted(keys):
+        digest.update(key.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def describe(rejected: Counter[str], noun: str) -> str:
+    """`"3 spans rejected: 2 × span ends before it starts; 1 × missing span id"`."""
+    total = sum(rejected.values())
+    parts = [f"{n} × {reason}" for reason, n in rejected.most_common(10)]
+    more = len(rejected) - 10
+    if more > 0:
+        parts.append(f"and {more} more reasons")
+    return f"{total} {noun} rejected: " + "; ".join(parts)
+
+
+class Ingestor:
+    def __init__(self, settings: Settings, store: Store, metrics: ServerMetrics) -> None:
+        self._settings = settings
+        self._store = store
+        self._metrics = metrics
+        self._limits = Limits(settings.max_body_bytes, settings.max_decompressed_bytes)
+
+    def encoding(self, content_type: str | None) -> Encoding:
+        return encoding_of(content_type)
+
+    def traces(self, body: bytes, encoding: Encoding, content_encoding: str | None) -> Reply:
+        data = decompress(body, content_encoding, self._limits)
+        request = parse(data, encoding, ExportTraceServiceRequest)
+        count = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+        self._check_count(count, "spans")
+        batch = normalise_traces(
+            request, max_attribute_bytes=self._settings.max_attribute_bytes, now_ns=time.time_ns()
+        )
+        if batch.accepted:
+            self._store.insert("requests", batch.to_arrow(), dedup_token=dedup_token("requests", batch.keys()))
+            self._metrics.rows_written.labels("requests").inc(batch.accepted)
+        self._count("traces", batch.received, batch.accepted, batch.ignored, batch.rejected,
+                    batch.truncated_attributes)
+        response = ExportTraceServiceResponse()
+        if batch.rejected:
+            response.partial_success.rejected_spans = batch.rejected_count
+            response.partial_success.error_message = describe(batch.rejected, "spans")
+        return Reply(serialize(response, encoding), encoding.value, batch.accepted, batch.rejected_count)
+
+    def metrics(self, body: bytes, encoding: Encoding, content_encoding: str | None) -> Reply:
+        data = decompress(body, content_encoding, self._limits)
+        request = parse(data, encoding, ExportMetricsServiceRequest)
+        count = 0
+        for rm in request.resource_metrics:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    kind = m.WhichOneof("data")
+                    count += len(getattr(m, kind).data_points) if kind else 0
+        self._check_count(count, "data points")
+        batch = normalise_metrics(
+            request, max_attribute_bytes=self._settings.max_attribute_bytes, now_ns=time.time_ns()
+        )
+        if batch.gpu_rows:
+            self._store.insert(
+                "gpu_samples", batch.gpu_table(), dedup_token=dedup_token("gpu", batch.gpu_keys())
+            )
+            self._metrics.rows_written.labels("gpu_samples").inc(len(batch.gpu_rows))
+        if batch.engine_rows:
+            self._store.insert(
+                "engine_metrics", batch.engine_table(), dedup_token=dedup_token("engine", batch.engine_keys())
+            )
+            self._metrics.rows_written.labels("engine_metrics").inc(len(batch.engine_rows))
+        self._count("metrics", batch.received, batch.accepted, batch.ignored, batch.rejected,
+                    batch.truncated_attributes)
+        response = ExportMetricsServiceResponse()
+        if batch.rejected:
+            response.partial_success.rejected_data_points = batch.rejected_count
+            response.partial_success.error_message = describe(batch.rejected, "data points")
+        return Reply(serialize(response, encoding), encoding.value, batch.accepted, batch.rejected_count)
+
+    def _check_count(self, count: int, noun: str) -> None:
+        limit = self._settings.max_items_per_request
+        if count > limit:
+            raise BadRequest(f"the request holds {count} {noun}; the limit is {limit} per request")
+
+    def _count(
+        self, signal: str, received: int, accepted: int, ignored: int, rejected: Counter[str], truncated: int
+    ) -> None:
+        m = self._metrics
+        m.batch_size.labels(signal).observe(received)
+        m.ingest_items.labels(signal, "accepted").inc(accepted)
+        m.ingest_items.labels(signal, "ignored").inc(ignored)
+        m.ingest_items.labels(signal, "rejected").inc(sum(rejected.values()))
+        for reason, n in rejected.items():
+            m.ingest_rejected.labels(signal, _reason_label(reason)).inc(n)
+        if truncated:
+            m.truncated_attributes.inc(truncated)
+
+
+def _reason_label(reason: str) -> str:
+    # Keep label values bounded: drop the figures that some reasons quote.
+    head = reason.split(" value ", 1)[0]
+    return head[:80]

@@ -1,0 +1,1 @@
+"""SQL as named `Query` constants, one module per domain."""

@@ -1,0 +1,27 @@
+"""Reading request rows back (the requests explorer and `/api/v1/requests`)."""
+
+from api.store.gateway import Query
+
+REQUEST_COLUMNS = """
+    time, end_time, trace_id, span_id, request_id, cluster, host, deployment, model, framework,
+    prompt_tokens, cached_tokens, output_tokens, n, max_tokens, temperature,
+    queue_s, ttft_s, prefill_s, decode_s, e2e_s, finish_reason, error, gpu_uuids
+"""
+
+# Keyset pagination, newest first: the cursor is the (time, span_id) of the last row seen.
+LIST_REQUESTS = Query(
+    "requests.list",
+    f"""
+    SELECT {REQUEST_COLUMNS}
+    FROM requests
+    WHERE time >= {{since:DateTime64(6, 'UTC')}}
+      AND time < {{until:DateTime64(6, 'UTC')}}
+      AND ({{deployment:String}} = '' OR deployment = {{deployment:String}})
+      AND ({{model:String}} = '' OR model = {{model:String}})
+      AND ({{cluster:String}} = '' OR cluster = {{cluster:String}})
+      AND (time, span_id) < ({{before_time:DateTime64(6, 'UTC')}}, {{before_span:String}})
+    ORDER BY time DESC, span_id DESC
+    LIMIT 1 BY span_id
+    LIMIT {{limit:UInt32}}
+    """,
+)

@@ -1,0 +1,176 @@
+"""The two ways to reach ClickHouse. Both speak the same SQL with server-side bound
+parameters (`{name:Type}`) and take inserts as Arrow tables; nothing above this module
+knows which one is in use.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+
+class Transport(Protocol):
+    def select(self, sql: str, params: Mapping[str, Any], settings: Mapping[str, Any]) -> pa.Table: ...
+
+    def execute(self, sql: str, params: Mapping[str, Any], settings: Mapping[str, Any]) -> None: ...
+
+    def insert(
+        self, table: str, batch: pa.Table, settings: Mapping[str, Any]
+    ) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# --- chDB (embedded) ------------------------------------------------------------------
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
+
+
+def _quote(value: Any) -> str:
+    """A value inside an Array/Tuple parameter, in ClickHouse's quoted text form."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):
+        return "'" + value.translate(_ESCAPES).replace("'", "\\'") + "'"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_quote(v) for v in value) + "]"
+    return _scalar(value)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def format_param(value: Any) -> str:
+    """A query parameter in the text form ClickHouse parses for `{name:Type}`.
+
+    Top-level strings use the escaped (TSV) form; arrays and tuples the quoted form.
+    Datetimes are written in UTC.
+    """
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_ESCAPES)
+    if isinstance(value, list | tuple):
+        return _quote(list(value))
+    return _scalar(value)
+
+
+class ChdbTransport:
+    """chDB in this process, its data under `path`.
+
+    One embedded ClickHouse per process can exist (a chDB limit): every ChdbTransport in
+    a process must use the same path. Each has its own connection, so its own current
+    database. Calls are serialised by a lock: chDB connections are not re-entrant.
+    """
+
+    def __init__(self, path: Path, database: str, *, query_timeout_s: float) -> None:
+        import chdb  # imported here: importing chDB loads the whole engine
+
+        path.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._conn = chdb.connect(str(path))
+        except Exception as exc:  # chDB raises bare RuntimeError/ChdbError
+            raise RuntimeError(
+                f"cannot open the embedded store at {path}: {exc}. Only one embedded store "
+                "path can be open in a process."
+            ) from exc
+        self._conn.query(f"CREATE DATABASE IF NOT EXISTS {database}")
+        self._conn.query(f"USE {database}")
+        self._conn.query(f"SET max_execution_time = {float(query_timeout_s)}")
+        self.database = database
+
+    def select(self, sql: str, params: Mapping[str, Any], settings: Mapping[str, Any]) -> pa.Table:
+        text = {k: format_param(v) for k, v in params.items()}
+        with self._lock:
+            result = self._conn.query(sql, "ArrowTable", params=text or None)
+        return result if isinstance(result, pa.Table) else pa.table({})
+
+    def execute(self, sql: str, params: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
+        text = {k: format_param(v) for k, v in params.items()}
+        with self._lock:
+            self._conn.query(sql, "CSV", params=text or None)
+
+    def insert(self, table: str, batch: pa.Table, settings: Mapping[str, Any]) -> None:
+        columns = ", ".join(batch.column_names)
+        clause = ", ".join(f"{k} = {_setting(v)}" for k, v in settings.items())
+        sql = f"INSERT INTO {table} ({columns})"
+        if clause:
+            sql += f" SETTINGS {clause}"
+        # chDB's Python() table function reads the local variable named here.
+        sql += " SELECT * FROM Python(batch)"
+        with self._lock:
+            self._conn.query(sql, "CSV")
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._conn.close()
+            except Exception:  # closing twice or after a failed query
+                log.debug("chdb close failed", exc_info=True)
+
+
+def _setting(value: Any) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return _scalar(value)
+
+
+# --- ClickHouse server over HTTP ----------------------------------------------------------
+
+
+class HttpTransport:
+    """A ClickHouse server through clickhouse-connect (HTTP). Not exercised by the test
+    suite, which has no ClickHouse server; it is a thin pass-through of the same SQL."""
+
+    def __init__(self, url: str, database: str, *, query_timeout_s: float) -> None:
+        import clickhouse_connect
+
+        bootstrap = clickhouse_connect.get_client(dsn=url, database="default")
+        bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+        bootstrap.close()
+        self._client = clickhouse_connect.get_client(
+            dsn=url,
+            database=database,
+            settings={"max_execution_time": query_timeout_s},
+            autogenerate_session_id=False,
+        )
+        self.database = database
+
+    def select(self, sql: str, params: Mapping[str, Any], settings: Mapping[str, Any]) -> pa.Table:
+        return self._client.query_arrow(sql, parameters=dict(params), settings=dict(settings))
+
+    def execute(self, sql: str, params: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
+        self._client.command(sql, parameters=dict(params), settings=dict(settings))
+
+    def insert(self, table: str, batch: pa.Table, settings: Mapping[str, Any]) -> None:
+        self._client.insert_arrow(table, batch, settings=dict(settings))
+
+    def close(self) -> None:
+        self._client.close()
+
+

@@ -1,0 +1,135 @@
+"""The NVML GPU sampler: one ``sample()`` call reads every GPU once and returns GpuSamples."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from collector.nvml import GpuDevice, Nvml
+from collector.samples import GpuSample, ProcessUsage
+
+log = logging.getLogger(__name__)
+
+
+class GpuSampler:
+    """Turns NVML readings into GpuSamples. Not thread-safe: one sampling thread calls it.
+
+    The energy counter costs milliseconds per read, so it is read on every
+    ``energy_every``-th tick only; other ticks leave ``energy_mj`` empty. GPM metrics need two
+    snapshots, so they appear from the second tick on. The device list is re-read every
+    ``rescan_every`` ticks to notice MIG reconfiguration.
+    """
+
+    def __init__(self, nvml: Nvml, *, energy_every: int = 5, rescan_every: int = 60,
+                 clock: Callable[[], int] = time.time_ns) -> None:
+        self._nvml = nvml
+        self._energy_every = max(1, energy_every)
+        self._rescan_every = max(1, rescan_every)
+        self._clock = clock
+        self._tick = 0
+        self._devices: list[GpuDevice] = []
+        self._gpm: dict[str, _GpmPair] = {}
+        self._proc_seen_us: dict[str, int] = {}
+
+    def sample(self) -> list[GpuSample]:
+        """Read every GPU now. Empty where NVML is unavailable."""
+        if not self._nvml.ready:
+            return []
+        if self._tick % self._rescan_every == 0:
+            self._rescan()
+        read_energy = self._tick % self._energy_every == 0
+        self._tick += 1
+        now_ns = self._clock()
+        return [self._read(dev, now_ns, read_energy) for dev in self._devices]
+
+    def close(self) -> None:
+        """Free GPM buffers. The NVML session itself belongs to the caller."""
+        for uuid in list(self._gpm):
+            self._drop_gpm(uuid)
+
+    def _rescan(self) -> None:
+        devices = self._nvml.devices()
+        if [d.uuid for d in devices] != [d.uuid for d in self._devices]:
+            log.info("sampling %d GPU(s): %s", len(devices), ", ".join(f"{d.index}:{d.uuid}" for d in devices))
+        present = {d.uuid for d in devices}
+        for uuid in [u for u in self._gpm if u not in present]:
+            self._drop_gpm(uuid)
+        for dev in devices:
+            if dev.uuid not in self._gpm and self._nvml.gpm_supported(dev):
+                buffers = (self._nvml.gpm_new_sample(), self._nvml.gpm_new_sample())
+                if None in buffers:
+                    for buf in buffers:
+                        self._nvml.gpm_free(buf)
+                    continue
+                self._gpm[dev.uuid] = _GpmPair(buffers)
+        self._devices = devices
+
+    def _drop_gpm(self, uuid: str) -> None:
+        pair = self._gpm.pop(uuid, None)
+        for buf in pair.buffers if pair else ():
+            self._nvml.gpm_free(buf)
+
+    def _read(self, dev: GpuDevice, now_ns: int, read_energy: bool) -> GpuSample:
+        nvml = self._nvml
+        util = nvml.utilization_pct(dev)
+        mem = nvml.memory_bytes(dev)
+        whole_gpu = not dev.is_mig  # power, clocks and temperature belong to the physical GPU
+        gpm = self._gpm_metrics(dev)
+        return GpuSample(
+            time_ns=now_ns,
+            index=dev.index,
+            uuid=dev.uuid,
+            name=dev.name,
+            util_gpu_pct=util[0] if util else None,
+            util_mem_pct=util[1] if util else None,
+            mem_used_bytes=mem[0] if mem else None,
+            mem_total_bytes=mem[1] if mem else None,
+            power_mw=nvml.power_mw(dev) if whole_gpu else None,
+            power_limit_mw=nvml.power_limit_mw(dev) if whole_gpu else None,
+            energy_mj=nvml.energy_mj(dev) if whole_gpu and read_energy else None,
+            sm_clock_mhz=nvml.sm_clock_mhz(dev) if whole_gpu else None,
+            temperature_c=nvml.temperature_c(dev) if whole_gpu else None,
+            sm_activity_pct=gpm.get("sm_activity_pct"),
+            sm_occupancy_pct=gpm.get("sm_occupancy_pct"),
+            dram_bw_pct=gpm.get("dram_bw_pct"),
+            tensor_active_pct=gpm.get("tensor_active_pct"),
+            processes=self._processes(dev),
+        )
+
+    def _gpm_metrics(self, dev: GpuDevice) -> dict[str, float]:
+        pair = self._gpm.get(dev.uuid)
+        if pair is None:
+            return {}
+        # Two buffers take turns: the one not holding the previous snapshot takes this one.
+        current = pair.buffers[1] if pair.filled is pair.buffers[0] else pair.buffers[0]
+        if not self._nvml.gpm_take(dev, current):
+            return {}
+        values = self._nvml.gpm_metrics(pair.filled, current) if pair.filled is not None else {}
+        pair.filled = current
+        return values
+
+    def _processes(self, dev: GpuDevice) -> tuple[ProcessUsage, ...]:
+        memory = dict(self._nvml.processes(dev))
+        newest: dict[int, tuple[int, int]] = {}  # pid -> (time µs, SM %)
+        seen = self._proc_seen_us.get(dev.uuid, 0)
+        for pid, sm_pct, stamp_us in self._nvml.process_utilization(dev, seen):
+            if sm_pct <= 100 and stamp_us >= newest.get(pid, (-1, 0))[0]:
+                newest[pid] = (stamp_us, sm_pct)
+            seen = max(seen, stamp_us)
+        self._proc_seen_us[dev.uuid] = seen
+        pids = sorted(set(memory) | set(newest))
+        return tuple(
+            ProcessUsage(pid, memory.get(pid), newest[pid][1] if pid in newest else None) for pid in pids
+        )
+
+
+class _GpmPair:
+    """A device's two GPM buffers and which one holds the latest snapshot (None before the first)."""
+
+    __slots__ = ("buffers", "filled")
+
+    def __init__(self, buffers: tuple[Any, Any]) -> None:
+        self.buffers = buffers
+        self.filled: Any = None
