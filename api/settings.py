@@ -8,11 +8,14 @@ each one; `tests/test_settings.py` fails when a field is missing there.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from api.alerts.settings import NotifySettings
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -74,6 +77,11 @@ class Settings(BaseSettings):
         "at DATA_DIR/inferwatch.db.",
     )
 
+    notify: NotifySettings = Field(
+        default_factory=NotifySettings,
+        description="Scheduled jobs, alerts, webhooks, SMTP and the weekly report (INFERWATCH_NOTIFY__*).",
+    )
+
     # --- ingest limits -----------------------------------------------------------------
     max_body_bytes: Annotated[int, Field(ge=1024)] = Field(
         16 * 1024 * 1024, description="Largest OTLP request body accepted as sent (compressed), in bytes."
@@ -121,3 +129,26 @@ class Settings(BaseSettings):
     @property
     def metadata_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'inferwatch.db'}"
+
+
+def env_names(model: type[BaseModel] = Settings, prefix: str = "INFERWATCH_") -> list[str]:
+    """Every environment variable the model reads, nested groups included."""
+    names = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names += env_names(annotation, f"{prefix}{name.upper()}__")
+        else:
+            names.append(f"{prefix}{name.upper()}")
+    return names
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """`INFERWATCH_*` variables no setting reads — usually a typo worth refusing at start.
+    The collector's own `INFERWATCH_COLLECTOR_*` variables are not the server's concern."""
+    known = set(env_names())
+    return sorted(
+        key
+        for key in environ
+        if key.startswith("INFERWATCH_") and not key.startswith("INFERWATCH_COLLECTOR_") and key not in known
+    )

@@ -17,42 +17,64 @@ class ServerMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.ingest_requests = Counter(
-            "inferwatch_ingest_requests", "OTLP export requests by signal and HTTP status.",
-            ["signal", "status"], registry=r,
+            "inferwatch_ingest_requests",
+            "OTLP export requests by signal and HTTP status.",
+            ["signal", "status"],
+            registry=r,
         )
         self.ingest_items = Counter(
             "inferwatch_ingest_items",
             "Spans or data points received, by signal and outcome (accepted, rejected, ignored).",
-            ["signal", "outcome"], registry=r,
+            ["signal", "outcome"],
+            registry=r,
         )
         self.ingest_rejected = Counter(
-            "inferwatch_ingest_rejected_items", "Items rejected, by signal and reason.",
-            ["signal", "reason"], registry=r,
+            "inferwatch_ingest_rejected_items",
+            "Items rejected, by signal and reason.",
+            ["signal", "reason"],
+            registry=r,
         )
         self.ingest_bad_requests = Counter(
-            "inferwatch_ingest_bad_requests", "Whole OTLP requests refused, by signal and error code.",
-            ["signal", "code"], registry=r,
+            "inferwatch_ingest_bad_requests",
+            "Whole OTLP requests refused, by signal and error code.",
+            ["signal", "code"],
+            registry=r,
         )
         self.truncated_attributes = Counter(
-            "inferwatch_ingest_truncated_attributes", "String attributes cut to the length limit.",
+            "inferwatch_ingest_truncated_attributes",
+            "String attributes cut to the length limit.",
             registry=r,
         )
         self.rows_written = Counter(
-            "inferwatch_store_rows_written", "Rows handed to the store, by table.", ["table"], registry=r,
+            "inferwatch_store_rows_written",
+            "Rows handed to the store, by table.",
+            ["table"],
+            registry=r,
         )
         self.batch_size = Histogram(
-            "inferwatch_ingest_batch_items", "Items per OTLP request.", ["signal"],
-            buckets=_BATCH_BUCKETS, registry=r,
+            "inferwatch_ingest_batch_items",
+            "Items per OTLP request.",
+            ["signal"],
+            buckets=_BATCH_BUCKETS,
+            registry=r,
         )
         self.store_seconds = Histogram(
-            "inferwatch_store_call_seconds", "Store call latency by query name.", ["query"],
-            buckets=_STORE_BUCKETS, registry=r,
+            "inferwatch_store_call_seconds",
+            "Store call latency by query name.",
+            ["query"],
+            buckets=_STORE_BUCKETS,
+            registry=r,
         )
         self.store_errors = Counter(
-            "inferwatch_store_errors", "Store calls that failed, by query name.", ["query"], registry=r,
+            "inferwatch_store_errors",
+            "Store calls that failed, by query name.",
+            ["query"],
+            registry=r,
         )
         self.ingest_in_flight = Gauge(
-            "inferwatch_ingest_in_flight", "OTLP requests being decoded or written now.", registry=r,
+            "inferwatch_ingest_in_flight",
+            "OTLP requests being decoded or written now.",
+            registry=r,
         )
 
     def observe_store(self, name: str, seconds: float, ok: bool) -> None:

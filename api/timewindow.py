@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from api.errors import BadRequest
 
@@ -48,7 +48,7 @@ def window_ending(text: str, end: datetime | None = None) -> Window:
         raise BadRequest("the window must be longer than zero")
     if length > MAX_WINDOW:
         raise BadRequest(f"the window may be at most {MAX_WINDOW.days}d")
-    end = end or datetime.now(timezone.utc)
+    end = end or datetime.now(UTC)
     if end.tzinfo is None:
-        end = end.replace(tzinfo=timezone.utc)
+        end = end.replace(tzinfo=UTC)
     return Window(end - length, end)

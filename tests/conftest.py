@@ -38,7 +38,9 @@ def settings(tmp_path: Path, chdb_dir: Path) -> Settings:
 
 
 def make_store(settings: Settings, chdb_dir: Path) -> Store:
-    transport = ChdbTransport(chdb_dir, settings.clickhouse_database, query_timeout_s=settings.query_timeout_s)
+    transport = ChdbTransport(
+        chdb_dir, settings.clickhouse_database, query_timeout_s=settings.query_timeout_s
+    )
     return Store(transport)
 
 

@@ -40,10 +40,19 @@ def attributes(values: Mapping[str, Any]) -> list[KeyValue]:
 
 
 def resource(
-    *, host: str = "node-1", deployment: str = "chat", cluster: str = "prod",
-    gpus: Iterable[str] = (), model: str = "", **extra: Any,
+    *,
+    host: str = "node-1",
+    deployment: str = "chat",
+    cluster: str = "prod",
+    gpus: Iterable[str] = (),
+    model: str = "",
+    **extra: Any,
 ) -> dict[str, Any]:
-    attrs: dict[str, Any] = {"host.name": host, "inferwatch.deployment": deployment, "inferwatch.cluster": cluster}
+    attrs: dict[str, Any] = {
+        "host.name": host,
+        "inferwatch.deployment": deployment,
+        "inferwatch.cluster": cluster,
+    }
     if gpus:
         attrs["inferwatch.gpu.uuids"] = list(gpus)
     if model:
@@ -53,9 +62,16 @@ def resource(
 
 
 def span(
-    name: str, start_ns: int, end_ns: int, attrs: Mapping[str, Any] | None = None, *,
-    trace_id: bytes | None = None, span_id: bytes | None = None, parent: bytes = b"",
-    status_code: int = 0, status_message: str = "",
+    name: str,
+    start_ns: int,
+    end_ns: int,
+    attrs: Mapping[str, Any] | None = None,
+    *,
+    trace_id: bytes | None = None,
+    span_id: bytes | None = None,
+    parent: bytes = b"",
+    status_code: int = 0,
+    status_message: str = "",
 ) -> trace_pb2.Span:
     s = trace_pb2.Span(
         trace_id=trace_id if trace_id is not None else os.urandom(16),
@@ -72,7 +88,9 @@ def span(
     return s
 
 
-def traces_request(groups: Iterable[tuple[Mapping[str, Any], Iterable[trace_pb2.Span]]]) -> ExportTraceServiceRequest:
+def traces_request(
+    groups: Iterable[tuple[Mapping[str, Any], Iterable[trace_pb2.Span]]],
+) -> ExportTraceServiceRequest:
     """One ResourceSpans per (resource attributes, spans) group."""
     request = ExportTraceServiceRequest()
     for res, spans in groups:
@@ -83,9 +101,20 @@ def traces_request(groups: Iterable[tuple[Mapping[str, Any], Iterable[trace_pb2.
 
 
 def vllm_span(
-    start_ns: int, *, queue: float, ttft: float, prefill: float, decode: float, e2e: float,
-    prompt: int, output: int, request_id: str = "cmpl-1", finish: str = "stop", model: str = "llama",
-    max_tokens: int | None = None, **kw: Any,
+    start_ns: int,
+    *,
+    queue: float,
+    ttft: float,
+    prefill: float,
+    decode: float,
+    e2e: float,
+    prompt: int,
+    output: int,
+    request_id: str = "cmpl-1",
+    finish: str = "stop",
+    model: str = "llama",
+    max_tokens: int | None = None,
+    **kw: Any,
 ) -> trace_pb2.Span:
     attrs: dict[str, Any] = {
         "gen_ai.latency.time_in_queue": queue,
@@ -105,7 +134,9 @@ def vllm_span(
     return span("llm_request", start_ns, start_ns + int(e2e * NS), attrs, **kw)
 
 
-def gauge(metrics: Any, name: str, unit: str, points: Iterable[tuple[int, float | int, Mapping[str, Any]]]) -> None:
+def gauge(
+    metrics: Any, name: str, unit: str, points: Iterable[tuple[int, float | int, Mapping[str, Any]]]
+) -> None:
     m = metrics.add(name=name, unit=unit)
     for time_ns, value, attrs in points:
         p = m.gauge.data_points.add(time_unix_nano=time_ns)
@@ -146,7 +177,11 @@ def gpu_metrics_request(
     by_metric: dict[str, list[tuple[int, Any, dict[str, Any]]]] = {}
     units: dict[str, str] = {}
     for s in samples:
-        ident = {"gpu.uuid": s["uuid"], "gpu.index": s.get("index", 0), "gpu.name": s.get("name", "NVIDIA H100 80GB HBM3")}
+        ident = {
+            "gpu.uuid": s["uuid"],
+            "gpu.index": s.get("index", 0),
+            "gpu.name": s.get("name", "NVIDIA H100 80GB HBM3"),
+        }
         for column, (metric, unit) in GPU_FIELD_METRICS.items():
             if s.get(column) is not None:
                 by_metric.setdefault(metric, []).append((s["time_ns"], s[column], ident))
@@ -159,8 +194,11 @@ def gpu_metrics_request(
             units["gpu.process.sm_utilization"] = "%"
     for metric, points in by_metric.items():
         gauge(metrics, metric, units[metric], points)
-    energy = [(s["time_ns"], s["energy_mj"], {"gpu.uuid": s["uuid"], "gpu.index": s.get("index", 0)})
-              for s in samples if s.get("energy_mj") is not None]
+    energy = [
+        (s["time_ns"], s["energy_mj"], {"gpu.uuid": s["uuid"], "gpu.index": s.get("index", 0)})
+        for s in samples
+        if s.get("energy_mj") is not None
+    ]
     if energy:
         m = metrics.add(name="gpu.energy.consumed", unit="mJ")
         m.sum.is_monotonic = True
@@ -174,5 +212,7 @@ def gpu_metrics_request(
 def post(client: Any, path: str, message: Any, **headers: str) -> Any:
     """POST a protobuf OTLP message through a TestClient or httpx client."""
     return client.post(
-        path, content=message.SerializeToString(), headers={"Content-Type": "application/x-protobuf", **headers}
+        path,
+        content=message.SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf", **headers},
     )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
-from api.settings import Settings
+from api.errors import ConfigError
+from api.settings import Settings, unknown_variables
 
 
 def add_server_options(parser: argparse.ArgumentParser, *, network: bool = True) -> None:
@@ -18,7 +20,15 @@ def add_server_options(parser: argparse.ArgumentParser, *, network: bool = True)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Settings from the environment, with command-line flags taking precedence."""
+    """Settings from the environment, with command-line flags taking precedence.
+
+    An `INFERWATCH_*` variable that no setting reads is refused: a typo'd variable would
+    otherwise be ignored and the server would run with a default nobody chose."""
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {', '.join(unknown)}; docs/configuration.md lists every INFERWATCH_ variable"
+        )
     overrides: dict[str, Any] = {}
     for name in ("data_dir", "host", "port", "log_level"):
         value = getattr(args, name, None)

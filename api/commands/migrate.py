@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(  # noqa: T201
-        f"ClickHouse: applied {len(applied)} migration(s)" + (f": {applied}" if applied else ", already current")
+        f"ClickHouse: applied {len(applied)} migration(s)"
+        + (f": {applied}" if applied else ", already current")
     )
     return 0

@@ -23,12 +23,15 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     app = create_app(settings)
-    store_kind = "ClickHouse at " + _redact(settings.clickhouse_url) if settings.clickhouse_url else (
-        f"embedded ClickHouse (chDB) in {settings.chdb_path}"
+    store_kind = (
+        "ClickHouse at " + _redact(settings.clickhouse_url)
+        if settings.clickhouse_url
+        else (f"embedded ClickHouse (chDB) in {settings.chdb_path}")
     )
     log.info("inferwatch %s serving on %s, store: %s", app.version, settings.base_url, store_kind)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                access_log=False)
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False
+    )
     return 0
 
 

@@ -38,8 +38,15 @@ GPU_FIELDS: dict[str, tuple[str, float, float]] = {
 PROCESS_FIELDS = {"gpu.process.memory.used": "mem", "gpu.process.sm_utilization": "sm"}
 
 _INT_COLUMNS = {
-    "util_gpu_pct", "util_mem_pct", "mem_used_bytes", "mem_total_bytes", "power_mw",
-    "power_limit_mw", "energy_mj", "sm_clock_mhz", "temperature_c",
+    "util_gpu_pct",
+    "util_mem_pct",
+    "mem_used_bytes",
+    "mem_total_bytes",
+    "power_mw",
+    "power_limit_mw",
+    "energy_mj",
+    "sm_clock_mhz",
+    "temperature_c",
 }
 
 GPU_SCHEMA = pa.schema(
@@ -173,7 +180,9 @@ def _check_time(time_ns: int, now_ns: int) -> str | None:
     return None
 
 
-def _metric(batch: MetricBatch, resource: Resource, metric: Any, decoder: AttributeDecoder, now_ns: int) -> None:
+def _metric(
+    batch: MetricBatch, resource: Resource, metric: Any, decoder: AttributeDecoder, now_ns: int
+) -> None:
     name = metric.name
     kind, points = _points(metric)
     if kind in ("summary", "exponential_histogram", "none"):
@@ -216,8 +225,14 @@ def _engine_point(
     labels: dict[str, str],
     kept: dict[str, str],
 ) -> str | None:
-    base = (point.time_unix_nano // 1_000_000, resource.cluster, resource.host, resource.deployment,
-            resource.instance, target.engine)
+    base = (
+        point.time_unix_nano // 1_000_000,
+        resource.cluster,
+        resource.host,
+        resource.deployment,
+        resource.instance,
+        target.engine,
+    )
     pairs = list(kept.items())
     if kind == "histogram":
         if len(point.bucket_counts) != len(point.explicit_bounds) + 1:

@@ -76,10 +76,18 @@ class Ingestor:
             request, max_attribute_bytes=self._settings.max_attribute_bytes, now_ns=time.time_ns()
         )
         if batch.accepted:
-            self._store.insert("requests", batch.to_arrow(), dedup_token=dedup_token("requests", batch.keys()))
+            self._store.insert(
+                "requests", batch.to_arrow(), dedup_token=dedup_token("requests", batch.keys())
+            )
             self._metrics.rows_written.labels("requests").inc(batch.accepted)
-        self._count("traces", batch.received, batch.accepted, batch.ignored, batch.rejected,
-                    batch.truncated_attributes)
+        self._count(
+            "traces",
+            batch.received,
+            batch.accepted,
+            batch.ignored,
+            batch.rejected,
+            batch.truncated_attributes,
+        )
         response = ExportTraceServiceResponse()
         if batch.rejected:
             response.partial_success.rejected_spans = batch.rejected_count
@@ -109,8 +117,14 @@ class Ingestor:
                 "engine_metrics", batch.engine_table(), dedup_token=dedup_token("engine", batch.engine_keys())
             )
             self._metrics.rows_written.labels("engine_metrics").inc(len(batch.engine_rows))
-        self._count("metrics", batch.received, batch.accepted, batch.ignored, batch.rejected,
-                    batch.truncated_attributes)
+        self._count(
+            "metrics",
+            batch.received,
+            batch.accepted,
+            batch.ignored,
+            batch.rejected,
+            batch.truncated_attributes,
+        )
         response = ExportMetricsServiceResponse()
         if batch.rejected:
             response.partial_success.rejected_data_points = batch.rejected_count

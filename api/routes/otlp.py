@@ -37,7 +37,9 @@ async def read_capped(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _export(request: Request, signal: str, handler: Callable[[Ingestor], Callable[..., Reply]]) -> Response:
+async def _export(
+    request: Request, signal: str, handler: Callable[[Ingestor], Callable[..., Reply]]
+) -> Response:
     ingestor: Ingestor = request.app.state.ingestor
     metrics = request.app.state.metrics
     request.state.otlp_signal = signal
@@ -46,7 +48,9 @@ async def _export(request: Request, signal: str, handler: Callable[[Ingestor], C
     body = await read_capped(request, request.app.state.settings.max_body_bytes)
     metrics.ingest_in_flight.inc()
     try:
-        reply = await run_in_threadpool(handler(ingestor), body, encoding, request.headers.get("content-encoding"))
+        reply = await run_in_threadpool(
+            handler(ingestor), body, encoding, request.headers.get("content-encoding")
+        )
     finally:
         metrics.ingest_in_flight.dec()
     metrics.ingest_requests.labels(signal, "200").inc()
@@ -78,7 +82,9 @@ def otlp_error_response(request: Request, exc: InferwatchError) -> Response:
     headers = {}
     if exc.status in (429, 503):
         headers["Retry-After"] = str(getattr(exc, "retry_after_s", 5))
-    return Response(serialize(status, encoding), status_code=exc.status, media_type=encoding.value, headers=headers)
+    return Response(
+        serialize(status, encoding), status_code=exc.status, media_type=encoding.value, headers=headers
+    )
 
 
 def _grpc_code(http_status: int) -> int:

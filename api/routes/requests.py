@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
@@ -17,8 +17,8 @@ from api.store.sql.requests import LIST_REQUESTS
 
 router = APIRouter(tags=["requests"])
 
-_FAR_FUTURE = datetime(2200, 1, 1, tzinfo=timezone.utc)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class RequestOut(BaseModel):
@@ -31,7 +31,9 @@ class RequestOut(BaseModel):
     host: str
     deployment: str
     model: str
-    framework: str = Field(description="Span convention the row was read with: vllm, sglang, tgi, genai, generic")
+    framework: str = Field(
+        description="Span convention the row was read with: vllm, sglang, tgi, genai, generic"
+    )
     prompt_tokens: int | None
     cached_tokens: int | None
     output_tokens: int | None
@@ -78,7 +80,7 @@ async def list_requests(
     cursor: str | None = Query(None, max_length=200),
     store: Store = Depends(get_store),
 ) -> RequestPage:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     until = _utc(until) if until else now + timedelta(seconds=1)
     since = _utc(since) if since else until - timedelta(days=1)
     if since >= until:
@@ -102,4 +104,4 @@ async def list_requests(
 
 
 def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

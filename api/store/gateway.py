@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,7 +123,9 @@ def open_store(settings: Settings, *, observer: Observer | None = None) -> Store
     try:
         if settings.clickhouse_url:
             transport = HttpTransport(
-                settings.clickhouse_url, settings.clickhouse_database, query_timeout_s=settings.query_timeout_s
+                settings.clickhouse_url,
+                settings.clickhouse_database,
+                query_timeout_s=settings.query_timeout_s,
             )
         else:
             transport = ChdbTransport(
@@ -132,5 +134,3 @@ def open_store(settings: Settings, *, observer: Observer | None = None) -> Store
     except Exception as exc:
         raise StoreError(f"cannot open the store: {_first_line(exc)}") from exc
     return Store(transport, observer=observer)
-
-

@@ -37,7 +37,9 @@ CREATE_MIGRATIONS_TABLE = Query(
     ORDER BY version
     """,
 )
-APPLIED_VERSIONS = Query("migrations.applied", "SELECT DISTINCT version FROM schema_migrations ORDER BY version")
+APPLIED_VERSIONS = Query(
+    "migrations.applied", "SELECT DISTINCT version FROM schema_migrations ORDER BY version"
+)
 RECORD_MIGRATION = Query(
     "migrations.record",
     "INSERT INTO schema_migrations (version, name, checksum) "

@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Mapping, Sequence
-from datetime import date, datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,9 +23,7 @@ class Transport(Protocol):
 
     def execute(self, sql: str, params: Mapping[str, Any], settings: Mapping[str, Any]) -> None: ...
 
-    def insert(
-        self, table: str, batch: pa.Table, settings: Mapping[str, Any]
-    ) -> None: ...
+    def insert(self, table: str, batch: pa.Table, settings: Mapping[str, Any]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -57,7 +55,7 @@ def _scalar(value: Any) -> str:
         return repr(value)
     if isinstance(value, datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(UTC).replace(tzinfo=None)
         return value.strftime("%Y-%m-%d %H:%M:%S.%f")
     if isinstance(value, date):
         return value.isoformat()
@@ -172,5 +170,3 @@ class HttpTransport:
 
     def close(self) -> None:
         self._client.close()
-
-

@@ -1,7 +1,8 @@
 -- Minute rollups, filled by materialized views as rows arrive. Dashboards and findings
 -- read these, never raw rows, for windows longer than a few hours. Every column is a
 -- SimpleAggregateFunction or an aggregate state, so reading them re-aggregates with the
--- same function (sum of sums, max of maxes).
+-- same function (sum of sums, max of maxes). Each keeps a deduplication window like the
+-- raw tables: a retried insert (same token) must not feed the views twice.
 
 CREATE TABLE IF NOT EXISTS gpu_minute
 (
@@ -38,7 +39,8 @@ CREATE TABLE IF NOT EXISTS gpu_minute
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(minute)
 ORDER BY (cluster, host, gpu_uuid, minute)
-TTL minute + INTERVAL {{rollup_ttl_days}} DAY;
+TTL minute + INTERVAL {{rollup_ttl_days}} DAY
+SETTINGS non_replicated_deduplication_window = 10000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS gpu_minute_mv TO gpu_minute AS
 SELECT
@@ -107,7 +109,8 @@ CREATE TABLE IF NOT EXISTS deployment_minute
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(minute)
 ORDER BY (cluster, deployment, model, minute)
-TTL minute + INTERVAL {{rollup_ttl_days}} DAY;
+TTL minute + INTERVAL {{rollup_ttl_days}} DAY
+SETTINGS non_replicated_deduplication_window = 10000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS deployment_minute_mv TO deployment_minute AS
 SELECT
@@ -160,7 +163,8 @@ CREATE TABLE IF NOT EXISTS inflight_minute
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(minute)
 ORDER BY (cluster, host, gpu_uuid, minute)
-TTL minute + INTERVAL {{rollup_ttl_days}} DAY;
+TTL minute + INTERVAL {{rollup_ttl_days}} DAY
+SETTINGS non_replicated_deduplication_window = 10000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS inflight_minute_mv TO inflight_minute AS
 SELECT
@@ -193,7 +197,8 @@ CREATE TABLE IF NOT EXISTS engine_minute
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(minute)
 ORDER BY (cluster, deployment, metric, host, instance, le, minute)
-TTL minute + INTERVAL {{rollup_ttl_days}} DAY;
+TTL minute + INTERVAL {{rollup_ttl_days}} DAY
+SETTINGS non_replicated_deduplication_window = 10000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS engine_minute_mv TO engine_minute AS
 SELECT

@@ -17,8 +17,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 NS = 1_000_000_000
-RESOURCE = {"host.name": "gpu-node-3", "inferwatch.cluster": "prod", "inferwatch.deployment": "chat-70b",
-            "inferwatch.gpu.uuids": ["GPU-aaaa", "GPU-bbbb"]}
+RESOURCE = {
+    "host.name": "gpu-node-3",
+    "inferwatch.cluster": "prod",
+    "inferwatch.deployment": "chat-70b",
+    "inferwatch.gpu.uuids": ["GPU-aaaa", "GPU-bbbb"],
+}
 
 
 @pytest.fixture(params=["protobuf", "json"])
@@ -32,7 +36,9 @@ def tracer_provider(request: pytest.FixtureRequest, live_server: Any) -> Iterato
 
 
 def fetch(live_server: Any, **params: Any) -> list[dict[str, Any]]:
-    reply = httpx.get(f"{live_server.url}/api/v1/requests", params={"since": "2000-01-01T00:00:00Z", **params})
+    reply = httpx.get(
+        f"{live_server.url}/api/v1/requests", params={"since": "2000-01-01T00:00:00Z", **params}
+    )
     assert reply.status_code == 200, reply.text
     return reply.json()["items"]
 
@@ -174,8 +180,15 @@ def test_genai_semantic_convention_span(tracer_provider: TracerProvider, live_se
 def test_error_status_is_recorded(tracer_provider: TracerProvider, live_server: Any) -> None:
     tracer = tracer_provider.get_tracer("vllm.tracing")
     start = time.time_ns() - 5 * NS
-    span = tracer.start_span("llm_request", start_time=start, attributes={
-        "gen_ai.usage.prompt_tokens": 10, "gen_ai.usage.completion_tokens": 0, "gen_ai.latency.e2e": 0.05})
+    span = tracer.start_span(
+        "llm_request",
+        start_time=start,
+        attributes={
+            "gen_ai.usage.prompt_tokens": 10,
+            "gen_ai.usage.completion_tokens": 0,
+            "gen_ai.latency.e2e": 0.05,
+        },
+    )
     span.set_status(Status(StatusCode.ERROR, "CUDA out of memory"))
     span.end(end_time=start + int(0.05 * NS))
     (row,) = fetch(live_server)
