@@ -32,8 +32,10 @@ def main() -> int:
     for path in sorted(OUT.glob("*.json")):
         results += [Result(**r) for r in json.loads(path.read_text())]
     print(f"\n\n{'=' * 30}\ninferwatch benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}")
-    print_table("all results (medians)", [Result(r.bench, f"{r.bench}: {r.case}", r.value, r.unit, r.target,
-                                                     r.note) for r in results])
+    print_table(
+        "all results (medians)",
+        [Result(r.bench, f"{r.bench}: {r.case}", r.value, r.unit, r.target, r.note) for r in results],
+    )
     if failed:
         print(f"\nfailed: {', '.join(failed)}")
     return 1 if failed else 0

@@ -37,18 +37,6 @@ GPU_FIELDS: dict[str, tuple[str, float, float]] = {
 }
 PROCESS_FIELDS = {"gpu.process.memory.used": "mem", "gpu.process.sm_utilization": "sm"}
 
-_INT_COLUMNS = {
-    "util_gpu_pct",
-    "util_mem_pct",
-    "mem_used_bytes",
-    "mem_total_bytes",
-    "power_mw",
-    "power_limit_mw",
-    "energy_mj",
-    "sm_clock_mhz",
-    "temperature_c",
-}
-
 GPU_SCHEMA = pa.schema(
     [
         ("time", pa.timestamp("ms", tz="UTC")),
@@ -67,10 +55,10 @@ GPU_SCHEMA = pa.schema(
         ("energy_mj", pa.uint64()),
         ("sm_clock_mhz", pa.uint16()),
         ("temperature_c", pa.uint8()),
-        ("sm_activity_pct", pa.float32()),
-        ("sm_occupancy_pct", pa.float32()),
-        ("dram_bw_pct", pa.float32()),
-        ("tensor_active_pct", pa.float32()),
+        ("sm_activity_pct", pa.uint8()),
+        ("sm_occupancy_pct", pa.uint8()),
+        ("dram_bw_pct", pa.uint8()),
+        ("tensor_active_pct", pa.uint8()),
         ("proc_pids", pa.list_(pa.uint32())),
         ("proc_mem_bytes", pa.list_(pa.uint64())),
         ("proc_sm_pct", pa.list_(pa.uint8())),
@@ -299,5 +287,7 @@ def _gpu_point(
     if proc_field is not None:
         row.setdefault("_procs", {}).setdefault(pid, {})[proc_field] = int(value)
     else:
-        row[column] = int(value) if column in _INT_COLUMNS else value
+        # Every stored GPU field is a whole number: GPM percentages (doubles on the wire)
+        # are kept at 1 % resolution, like NVML's own utilisation (docs/telemetry.md).
+        row[column] = int(round(value))
     return None

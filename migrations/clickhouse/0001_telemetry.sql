@@ -1,4 +1,8 @@
 -- Raw telemetry: GPU samples, requests (one row per served request), engine metrics.
+-- Codecs were chosen by measurement (bench/storage.py): percentages, NVML GPM fields
+-- included, are whole percent in UInt8 with T64 (GPM reports doubles, but sensor noise is
+-- far above 1 %); the energy counter is read only every few seconds, so its column is
+-- mostly NULL, which defeats delta codecs — plain ZSTD does better.
 -- Placeholders in double braces are filled by the migration runner from settings
 -- (integers only); everything else is plain ClickHouse SQL.
 
@@ -15,15 +19,15 @@ CREATE TABLE IF NOT EXISTS gpu_samples
     util_mem_pct      Nullable(UInt8)         CODEC(T64, ZSTD(1)),
     mem_used_bytes    Nullable(UInt64)        CODEC(Delta, ZSTD(1)),
     mem_total_bytes   Nullable(UInt64)        CODEC(Delta, ZSTD(1)),
-    power_mw          Nullable(UInt32)        CODEC(Delta, ZSTD(1)),
+    power_mw          Nullable(UInt32)        CODEC(T64, ZSTD(1)),
     power_limit_mw    Nullable(UInt32)        CODEC(Delta, ZSTD(1)),
-    energy_mj         Nullable(UInt64)        CODEC(DoubleDelta, ZSTD(1)),
+    energy_mj         Nullable(UInt64)        CODEC(ZSTD(3)),
     sm_clock_mhz      Nullable(UInt16)        CODEC(T64, ZSTD(1)),
     temperature_c     Nullable(UInt8)         CODEC(T64, ZSTD(1)),
-    sm_activity_pct   Nullable(Float32)       CODEC(Gorilla, ZSTD(1)),
-    sm_occupancy_pct  Nullable(Float32)       CODEC(Gorilla, ZSTD(1)),
-    dram_bw_pct       Nullable(Float32)       CODEC(Gorilla, ZSTD(1)),
-    tensor_active_pct Nullable(Float32)       CODEC(Gorilla, ZSTD(1)),
+    sm_activity_pct   Nullable(UInt8)         CODEC(T64, ZSTD(1)),
+    sm_occupancy_pct  Nullable(UInt8)         CODEC(T64, ZSTD(1)),
+    dram_bw_pct       Nullable(UInt8)         CODEC(T64, ZSTD(1)),
+    tensor_active_pct Nullable(UInt8)         CODEC(T64, ZSTD(1)),
     proc_pids         Array(UInt32)           CODEC(ZSTD(1)),
     proc_mem_bytes    Array(UInt64)           CODEC(ZSTD(1)),
     proc_sm_pct       Array(UInt8)            CODEC(ZSTD(1))

@@ -66,10 +66,10 @@ def test_gpu_fields_of_one_tick_join_into_one_row(client: TestClient, store: Sto
         64,
     )
     assert (a["sm_activity_pct"], a["sm_occupancy_pct"], a["dram_bw_pct"], a["tensor_active_pct"]) == (
-        71.5,
-        33.0,
-        55.25,
-        40.0,
+        72,
+        33,
+        55,
+        40,
     )
     assert a["energy_mj"] == 123_456_789
     assert (a["proc_pids"], a["proc_mem_bytes"], a["proc_sm_pct"]) == (
