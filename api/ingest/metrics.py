@@ -181,6 +181,9 @@ def _metric(
     if name in GPU_FIELDS or name in PROCESS_FIELDS:
         for point in points:
             batch.received += 1
+            if kind == "histogram":
+                batch.rejected[f"{name}: expected a gauge or sum, got a histogram"] += 1
+                continue
             reason = _gpu_point(batch, resource, name, point, decoder, now_ns)
             if reason:
                 batch.rejected[reason] += 1
@@ -266,7 +269,7 @@ def _gpu_point(
     proc_field = PROCESS_FIELDS.get(name)
     if proc_field is not None:
         pid = attrs.get("process.pid")
-        if not isinstance(pid, int) or not 0 <= pid < 2**32:
+        if isinstance(pid, bool) or not isinstance(pid, int) or not 0 <= pid < 2**32:
             return f"{name}: process.pid is missing or not a pid"
         high: float = 100 if proc_field == "sm" else 2**63
         if not 0 <= value <= high:
@@ -280,7 +283,7 @@ def _gpu_point(
     if row is None:
         index = attrs.get("gpu.index", 0)
         row = batch.gpu_rows[key] = {
-            "gpu_index": int(index) if isinstance(index, int | float) and 0 <= index < 65536 else 0,
+            "gpu_index": int(index) if type(index) in (int, float) and 0 <= index < 65536 else 0,
             "gpu_name": str(attrs.get("gpu.name", "")),
             "deployment": resource.deployment if resource.deployment != "unknown" else "",
         }

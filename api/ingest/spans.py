@@ -97,6 +97,8 @@ def resource_of(attrs: dict[str, Any]) -> Resource:
     gpus = attrs.get("inferwatch.gpu.uuids") or []
     if isinstance(gpus, str):
         gpus = [g for g in gpus.split(",") if g]
+    elif not isinstance(gpus, list):
+        gpus = [gpus]
     return Resource(
         cluster=_text(attrs.get("inferwatch.cluster")) or "default",
         host=_text(attrs.get("host.name")) or _text(attrs.get("k8s.node.name")) or "unknown",
