@@ -37,6 +37,7 @@ CREATE_MIGRATIONS_TABLE = Query(
     ORDER BY version
     """,
 )
+MIGRATIONS_TABLE_EXISTS = Query("migrations.exists", "EXISTS TABLE schema_migrations")
 APPLIED_VERSIONS = Query(
     "migrations.applied", "SELECT DISTINCT version FROM schema_migrations ORDER BY version"
 )
@@ -104,8 +105,11 @@ def migrate(store: Store, settings: Settings, *, transform: Transform | None = N
 
         transform = cluster_transform(settings.clickhouse_cluster, settings.clickhouse_database)
     run: Transform = transform or (lambda sql: [sql])
-    for sql in run(CREATE_MIGRATIONS_TABLE.sql):
-        store.execute(Query(CREATE_MIGRATIONS_TABLE.name, sql))
+    # Checked first: in cluster mode the CREATE is `ON CLUSTER` DDL, which waits for every
+    # node — a restart must not fail because one node is down when there is nothing to do.
+    if not store.scalar(MIGRATIONS_TABLE_EXISTS):
+        for sql in run(CREATE_MIGRATIONS_TABLE.sql):
+            store.execute(Query(CREATE_MIGRATIONS_TABLE.name, sql))
     applied = {row["version"] for row in store.rows(APPLIED_VERSIONS)}
     values = template_values(settings)
     done = []
