@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from api.meta import upgrade_metadata
     from api.store import open_store
     from api.store.migrate import migrate
 
@@ -30,4 +31,6 @@ def run(args: argparse.Namespace) -> int:
         f"ClickHouse: applied {len(applied)} migration(s)"
         + (f": {applied}" if applied else ", already current")
     )
+    revision = upgrade_metadata(settings)
+    print(f"Metadata database: at revision {revision}")  # noqa: T201
     return 0
