@@ -181,6 +181,8 @@ class Gatekeeper:
         principal = self._identify(headers, needed, client_host)
         if not scope_allows(principal.scope, needed):
             raise Forbidden(f"this needs the {needed} scope; the credentials given have {principal.scope}")
+        if principal.kind == "local":
+            return principal  # the operator on this machine: nothing to protect from
         limiter = self.ingest_limiter if needed == "ingest" else self.api_limiter
         wait = limiter.take(principal.key)
         if wait > 0:
@@ -240,5 +242,10 @@ class AuthMiddleware:
             response = self.render_error(scope, exc)
             await response(scope, receive, send)
             return
-        scope.setdefault("state", {})["principal"] = principal
+        state = scope.setdefault("state", {})
+        state["principal"] = principal
+        if principal is not None:
+            # What the web layer reads (web/auth.py): who acts, and what CSRF tokens bind to.
+            state["user"] = principal.name
+            state["session_id"] = principal.key
         await self.app(scope, receive, send)

@@ -15,8 +15,12 @@ from api.errors import InferwatchError
 # Order is the order of `inferwatch --help`.
 COMMAND_MODULES = (
     "api.commands.serve",
+    "api.commands.demo",
     "api.commands.collect",
     "api.commands.migrate",
+    "api.commands.findings",
+    "api.commands.report",
+    "api.commands.token",
 )
 
 

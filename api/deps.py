@@ -11,6 +11,7 @@ from api.settings import Settings
 from api.store import Store
 
 if TYPE_CHECKING:
+    from api.meta import Meta
     from api.telemetry import ServerMetrics
 
 
@@ -24,3 +25,8 @@ def get_store(request: Request) -> Store:
 
 def get_metrics(request: Request) -> ServerMetrics:
     return request.app.state.metrics  # type: ignore[no-any-return]
+
+
+def get_meta(request: Request) -> Meta:
+    meta: Meta = request.app.state.meta
+    return meta

@@ -16,6 +16,9 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.alerts.settings import NotifySettings
+from api.findings.settings import CostSettings, FindingsSettings
+from api.security_settings import SecuritySettings
+from web.settings import WebSettings
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -94,6 +97,12 @@ class Settings(BaseSettings):
     )
     max_attribute_bytes: Annotated[int, Field(ge=16)] = Field(
         8192, description="Longest string attribute value kept; longer values are truncated and counted."
+    )
+    findings: FindingsSettings = Field(default_factory=FindingsSettings, description="Thresholds of the findings.")
+    cost: CostSettings = Field(default_factory=CostSettings, description="GPU prices for the cost model.")
+    web: WebSettings = Field(default_factory=WebSettings, description="The web dashboards.")
+    security: SecuritySettings = Field(
+        default_factory=SecuritySettings, description="Sessions, bootstrap tokens and rate limits."
     )
 
     @field_validator("clickhouse_database")

@@ -21,8 +21,15 @@ def run(args: argparse.Namespace) -> int:
 
     from api.app import create_app
 
+    from api.security import check_can_listen
+
     settings = settings_from_args(args)
     app = create_app(settings)
+    if check_can_listen(settings.host, app.state.meta):
+        log.warning(
+            "local mode: no API token exists, so requests from this machine need no credentials. "
+            "Create a token (inferwatch token create --scope admin) to require them."
+        )
     store_kind = (
         "ClickHouse at " + _redact(settings.clickhouse_url)
         if settings.clickhouse_url

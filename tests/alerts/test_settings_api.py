@@ -27,7 +27,7 @@ def api(settings: Settings, store: Store) -> Iterator[TestClient]:
             "public_url": "https://iw.example.com",
         }
     )
-    with TestClient(create_app(quiet, store=store)) as client:
+    with TestClient(create_app(quiet, store=store), client=("127.0.0.1", 50000)) as client:
         yield client
 
 
@@ -162,7 +162,7 @@ def test_the_lifespan_starts_and_stops_the_scheduler(settings: Settings, store: 
     on = settings.model_copy(update={"notify": NotifySettings(scheduler_enabled=True)})
     app = create_app(on, store=store)
     assert app.state.background.scheduler is None  # nothing runs before the app starts
-    with TestClient(app):
+    with TestClient(app, client=("127.0.0.1", 50000)):
         scheduler = app.state.background.scheduler
         assert scheduler is not None and scheduler._thread is not None and scheduler._thread.is_alive()
     assert app.state.background.scheduler is None and not scheduler._thread.is_alive()

@@ -17,9 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Variables the deploy files set before the server reads them. Each entry says what it waits
 # for; once the server reads one, the test that checks names fails until it is removed here.
-AWAITING: dict[str, str] = {
-    "INFERWATCH_BOOTSTRAP_TOKENS": "the server registering scope:token pairs at start (issue 7)",
-}
+AWAITING: dict[str, str] = {}
 
 INSTALL_HINT = (
     "install the deploy checkers: pip install -e '.[dev]' (check-jsonschema, kubernetes-validate, "

@@ -232,7 +232,7 @@ def test_passwords_and_tokens_in_the_env_file_agree(env: dict[str, str]) -> None
     postgres = urlsplit(env["INFERWATCH_DATABASE_URL"])
     assert (postgres.username, postgres.password) == (env["POSTGRES_USER"], env["POSTGRES_PASSWORD"])
     assert (postgres.hostname, postgres.path) == ("postgres", "/" + env["POSTGRES_DB"])
-    tokens = dict(pair.split(":", 1) for pair in env["INFERWATCH_BOOTSTRAP_TOKENS"].split(","))
+    tokens = dict(pair.split(":", 1) for pair in env["INFERWATCH_SECURITY__BOOTSTRAP_TOKENS"].split(","))
     assert tokens["ingest"] == env["INFERWATCH_COLLECTOR_TOKEN"]
     assert all(t.startswith("iwt_") and len(t) >= 36 for t in tokens.values())
     assert tokens["ingest"] != tokens["admin"]

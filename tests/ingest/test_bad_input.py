@@ -33,7 +33,7 @@ def small_client(settings: Settings, store: Store) -> Iterator[TestClient]:
             "max_items_per_request": 1000,
         }
     )
-    with TestClient(create_app(limited, store=store)) as c:
+    with TestClient(create_app(limited, store=store), client=("127.0.0.1", 50000)) as c:
         yield c
 
 
