@@ -5,9 +5,11 @@ engine's Prometheus endpoint, and ships everything to the inferwatch server as O
 spooling to disk while the server is away. Importing this package starts nothing.
 """
 
+from functools import cache
 from importlib import metadata
 
 
+@cache
 def collector_version() -> str:
     """The installed inferwatch version, or ``0.0.0+local`` when running from a checkout."""
     try:

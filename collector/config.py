@@ -28,8 +28,17 @@ class ConfigError(ValueError):
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _SIZE_UNITS = {
-    "": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "k": 2**10, "m": 2**20, "g": 2**30,
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "k": 2**10,
+    "m": 2**20,
+    "g": 2**30,
 }
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
@@ -118,55 +127,183 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("server", "--server", parse_http_url, None,
-           "Base URL of the inferwatch server, e.g. http://inferwatch:8000 (required).", "URL"),
-    Option("token", "--token", parse_text, None,
-           "Ingest token sent as 'Authorization: Bearer'. Prefer the environment variable.", "TOKEN"),
+    Option(
+        "server",
+        "--server",
+        parse_http_url,
+        None,
+        "Base URL of the inferwatch server, e.g. http://inferwatch:8000 (required).",
+        "URL",
+    ),
+    Option(
+        "token",
+        "--token",
+        parse_text,
+        None,
+        "Ingest token sent as 'Authorization: Bearer'. Prefer the environment variable.",
+        "TOKEN",
+    ),
     Option("cluster", "--cluster", parse_text, "default", "Cluster or fleet name.", "NAME"),
-    Option("deployment", "--deployment", parse_text, None,
-           "Deployment name (replicas serving one model). Unset: the server uses the engine's "
-           "service.name.", "NAME"),
-    Option("model", "--model", parse_text, None,
-           "Served model, for engines whose spans don't name it.", "NAME"),
-    Option("instance", "--instance", parse_text, socket.gethostname,
-           "This replica's name (default: the host name, which is the pod name in Kubernetes).", "NAME"),
-    Option("host_name", "--host-name", parse_text, socket.gethostname,
-           "The node's name (default: the host name).", "NAME"),
-    Option("otlp_host", "--otlp-host", parse_text, "127.0.0.1",
-           "Address the OTLP/HTTP span receiver listens on.", "ADDR"),
+    Option(
+        "deployment",
+        "--deployment",
+        parse_text,
+        None,
+        "Deployment name (replicas serving one model). Unset: the server uses the engine's service.name.",
+        "NAME",
+    ),
+    Option(
+        "model", "--model", parse_text, None, "Served model, for engines whose spans don't name it.", "NAME"
+    ),
+    Option(
+        "instance",
+        "--instance",
+        parse_text,
+        socket.gethostname,
+        "This replica's name (default: the host name, which is the pod name in Kubernetes).",
+        "NAME",
+    ),
+    Option(
+        "host_name",
+        "--host-name",
+        parse_text,
+        socket.gethostname,
+        "The node's name (default: the host name).",
+        "NAME",
+    ),
+    Option(
+        "otlp_host",
+        "--otlp-host",
+        parse_text,
+        "127.0.0.1",
+        "Address the OTLP/HTTP span receiver listens on.",
+        "ADDR",
+    ),
     Option("otlp_port", "--otlp-port", parse_port, 4318, "Port of the OTLP/HTTP span receiver.", "PORT"),
-    Option("interval", "--interval", parse_duration, 1.0, "GPU sampling interval (1s, 500ms, ...).", "DURATION"),
-    Option("energy_interval", "--energy-interval", parse_duration, 5.0,
-           "How often to read the GPU energy counter (each read costs milliseconds).", "DURATION"),
-    Option("engine_metrics", "--engine-metrics", parse_http_url, None,
-           "The engine's Prometheus endpoint, e.g. http://127.0.0.1:8000/metrics.", "URL"),
-    Option("dcgm_metrics", "--dcgm-metrics", parse_http_url, None,
-           "A DCGM exporter endpoint, e.g. http://127.0.0.1:9400/metrics; used for GPUs NVML does "
-           "not show.", "URL"),
-    Option("scrape_interval", "--scrape-interval", parse_duration, 5.0,
-           "How often to scrape --engine-metrics and --dcgm-metrics.", "DURATION"),
-    Option("engine_pid", "--engine-pid", parse_pid, None,
-           "PID of the serving process; its GPUs (it and its children) are stamped on its spans. "
-           "Unset: every GPU on the node.", "PID"),
-    Option("no_gpu", "--no-gpu", parse_bool, False,
-           "Do not sample GPUs through NVML (relay and scrape only).", is_switch=True),
-    Option("spool_dir", "--spool-dir", parse_text, _default_spool_dir,
-           "Directory holding batches not yet delivered to the server.", "DIR"),
-    Option("spool_max_bytes", "--spool-max-bytes", parse_size, 512 * 2**20,
-           "Bound on the spool; past it the oldest batches are dropped and counted.", "SIZE"),
-    Option("metrics_host", "--metrics-host", parse_text, "127.0.0.1",
-           "Address of the collector's own Prometheus /metrics.", "ADDR"),
-    Option("metrics_port", "--metrics-port", parse_port, 9401,
-           "Port of the collector's own Prometheus /metrics (9400 is DCGM exporter's).", "PORT"),
-    Option("queue_max_bytes", "--queue-max-bytes", parse_size, 32 * 2**20,
-           "Bound on payloads waiting in memory; past it new payloads are dropped and counted.", "SIZE"),
-    Option("batch_max_bytes", "--batch-max-bytes", parse_size, 4 * 2**20,
-           "Largest uncompressed batch sent to the server in one request.", "SIZE"),
-    Option("flush_interval", "--flush-interval", parse_duration, 1.0,
-           "Longest a payload waits in memory before it is batched and sent.", "DURATION"),
-    Option("export_timeout", "--export-timeout", parse_duration, 10.0,
-           "Deadline for delivering one batch, retries included, before it waits in the spool.",
-           "DURATION"),
+    Option(
+        "interval", "--interval", parse_duration, 1.0, "GPU sampling interval (1s, 500ms, ...).", "DURATION"
+    ),
+    Option(
+        "energy_interval",
+        "--energy-interval",
+        parse_duration,
+        10.0,
+        "How often to read the GPU energy counter (each read costs milliseconds).",
+        "DURATION",
+    ),
+    Option(
+        "process_interval",
+        "--process-interval",
+        parse_duration,
+        10.0,
+        "How often to read per-process GPU utilisation (each read costs milliseconds).",
+        "DURATION",
+    ),
+    Option(
+        "engine_metrics",
+        "--engine-metrics",
+        parse_http_url,
+        None,
+        "The engine's Prometheus endpoint, e.g. http://127.0.0.1:8000/metrics.",
+        "URL",
+    ),
+    Option(
+        "dcgm_metrics",
+        "--dcgm-metrics",
+        parse_http_url,
+        None,
+        "A DCGM exporter endpoint, e.g. http://127.0.0.1:9400/metrics; used for GPUs NVML does not show.",
+        "URL",
+    ),
+    Option(
+        "scrape_interval",
+        "--scrape-interval",
+        parse_duration,
+        5.0,
+        "How often to scrape --engine-metrics and --dcgm-metrics.",
+        "DURATION",
+    ),
+    Option(
+        "engine_pid",
+        "--engine-pid",
+        parse_pid,
+        None,
+        "PID of the serving process; its GPUs (it and its children) are stamped on its spans. "
+        "Unset: every GPU on the node.",
+        "PID",
+    ),
+    Option(
+        "no_gpu",
+        "--no-gpu",
+        parse_bool,
+        False,
+        "Do not sample GPUs through NVML (relay and scrape only).",
+        is_switch=True,
+    ),
+    Option(
+        "spool_dir",
+        "--spool-dir",
+        parse_text,
+        _default_spool_dir,
+        "Directory holding batches not yet delivered to the server.",
+        "DIR",
+    ),
+    Option(
+        "spool_max_bytes",
+        "--spool-max-bytes",
+        parse_size,
+        512 * 2**20,
+        "Bound on the spool; past it the oldest batches are dropped and counted.",
+        "SIZE",
+    ),
+    Option(
+        "metrics_host",
+        "--metrics-host",
+        parse_text,
+        "127.0.0.1",
+        "Address of the collector's own Prometheus /metrics.",
+        "ADDR",
+    ),
+    Option(
+        "metrics_port",
+        "--metrics-port",
+        parse_port,
+        9401,
+        "Port of the collector's own Prometheus /metrics (9400 is DCGM exporter's).",
+        "PORT",
+    ),
+    Option(
+        "queue_max_bytes",
+        "--queue-max-bytes",
+        parse_size,
+        32 * 2**20,
+        "Bound on payloads waiting in memory; past it new payloads are dropped and counted.",
+        "SIZE",
+    ),
+    Option(
+        "batch_max_bytes",
+        "--batch-max-bytes",
+        parse_size,
+        4 * 2**20,
+        "Largest uncompressed batch sent to the server in one request.",
+        "SIZE",
+    ),
+    Option(
+        "flush_interval",
+        "--flush-interval",
+        parse_duration,
+        5.0,
+        "Longest a payload waits in memory before it is batched and sent.",
+        "DURATION",
+    ),
+    Option(
+        "export_timeout",
+        "--export-timeout",
+        parse_duration,
+        10.0,
+        "Deadline for delivering one batch, retries included, before it waits in the spool.",
+        "DURATION",
+    ),
 )
 
 
@@ -184,7 +321,8 @@ class CollectorConfig:
     otlp_host: str = "127.0.0.1"
     otlp_port: int = 4318
     interval: float = 1.0
-    energy_interval: float = 5.0
+    energy_interval: float = 10.0
+    process_interval: float = 10.0
     engine_metrics: str | None = None
     dcgm_metrics: str | None = None
     scrape_interval: float = 5.0
@@ -196,15 +334,15 @@ class CollectorConfig:
     metrics_port: int = 9401
     queue_max_bytes: int = 32 * 2**20
     batch_max_bytes: int = 4 * 2**20
-    flush_interval: float = 1.0
+    flush_interval: float = 5.0
     export_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         # Cross-field rules; single values were checked by their parsers.
         if self.batch_max_bytes > self.queue_max_bytes:
             raise ConfigError("--batch-max-bytes must not exceed --queue-max-bytes")
-        if self.energy_interval < self.interval:
-            raise ConfigError("--energy-interval must not be shorter than --interval")
+        if self.energy_interval < self.interval or self.process_interval < self.interval:
+            raise ConfigError("--energy-interval and --process-interval must not be shorter than --interval")
         if self.spool_max_bytes < self.batch_max_bytes:
             raise ConfigError("--spool-max-bytes must be at least --batch-max-bytes")
 

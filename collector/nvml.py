@@ -72,6 +72,7 @@ class Nvml:
         self._state = "new"  # new -> ready | unavailable -> closed
         self._said: set[tuple[str, str]] = set()
         self._codes: dict[Any, str] | None = None
+        self._gpm_request: Any = None  # the sampler thread's reusable nvmlGpmMetricsGet buffer
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -84,8 +85,10 @@ class Nvml:
                 try:
                     self._lib = importlib.import_module("pynvml")
                 except ImportError:
-                    log.warning("GPU sampling is off: nvidia-ml-py is not installed "
-                                "(pip install nvidia-ml-py); spans and engine metrics are still relayed")
+                    log.warning(
+                        "GPU sampling is off: nvidia-ml-py is not installed "
+                        "(pip install nvidia-ml-py); spans and engine metrics are still relayed"
+                    )
                     self._state = "unavailable"
                     return False
             try:
@@ -140,9 +143,14 @@ class Nvml:
             return None
         fn = getattr(self._lib, fn_name, None)
         if fn is None:
-            self._once(field, "missing", logging.WARNING,
-                       "%s is unavailable: nvidia-ml-py has no %s; upgrade it (pip install -U nvidia-ml-py)",
-                       field, fn_name)
+            self._once(
+                field,
+                "missing",
+                logging.WARNING,
+                "%s is unavailable: nvidia-ml-py has no %s; upgrade it (pip install -U nvidia-ml-py)",
+                field,
+                fn_name,
+            )
             return None
         try:
             return fn(*args)
@@ -151,17 +159,31 @@ class Nvml:
             if quiet and code in quiet:
                 return quiet[code]
             if code == "NVML_ERROR_NOT_SUPPORTED":
-                self._once(field, code, logging.INFO, "%s is not supported on this GPU; it stays empty", field)
+                self._once(
+                    field, code, logging.INFO, "%s is not supported on this GPU; it stays empty", field
+                )
             elif code == "NVML_ERROR_FUNCTION_NOT_FOUND":
-                self._once(field, code, logging.WARNING,
-                           "%s is unavailable: the driver's libnvidia-ml has no %s; a newer NVIDIA driver "
-                           "provides it", field, fn_name)
+                self._once(
+                    field,
+                    code,
+                    logging.WARNING,
+                    "%s is unavailable: the driver's libnvidia-ml has no %s; a newer NVIDIA driver "
+                    "provides it",
+                    field,
+                    fn_name,
+                )
             else:
                 self._once(field, code, logging.WARNING, "%s: %s failed: %s", field, fn_name, exc)
             return None
         except getattr(self._lib, "NVMLLibraryMismatchError", ()) as exc:
-            self._once(field, "mismatch", logging.WARNING, "%s: %s (nvidia-ml-py is newer than the driver)",
-                       field, exc)
+            self._once(
+                field,
+                "mismatch",
+                logging.WARNING,
+                "%s: %s (nvidia-ml-py is newer than the driver)",
+                field,
+                exc,
+            )
             return None
 
     # --- reads ---------------------------------------------------------------------------
@@ -179,8 +201,9 @@ class Nvml:
                 continue
             uuid = _text(self._call("uuid", "nvmlDeviceGetUUID", handle))
             name = _text(self._call("name", "nvmlDeviceGetName", handle)) or "unknown"
-            mig = self._call("mig_mode", "nvmlDeviceGetMigMode", handle,
-                             quiet={"NVML_ERROR_NOT_SUPPORTED": None})
+            mig = self._call(
+                "mig_mode", "nvmlDeviceGetMigMode", handle, quiet={"NVML_ERROR_NOT_SUPPORTED": None}
+            )
             if mig and mig[0] == lib.NVML_DEVICE_MIG_ENABLE:
                 found.extend(self._mig_devices(index, handle))
             elif uuid:
@@ -198,7 +221,9 @@ class Nvml:
             name = _text(self._call("name", "nvmlDeviceGetName", handle)) or "unknown"
             gi = self._call("mig", "nvmlDeviceGetGpuInstanceId", handle)
             if uuid:
-                instances.append(GpuDevice(index, uuid, name, handle, parent_handle=parent, gpu_instance_id=gi))
+                instances.append(
+                    GpuDevice(index, uuid, name, handle, parent_handle=parent, gpu_instance_id=gi)
+                )
         return instances
 
     def utilization_pct(self, dev: GpuDevice) -> tuple[int, int] | None:
@@ -225,8 +250,11 @@ class Nvml:
         return _int(self._call("sm_clock_mhz", "nvmlDeviceGetClockInfo", dev.handle, self._lib.NVML_CLOCK_SM))
 
     def temperature_c(self, dev: GpuDevice) -> int | None:
-        return _int(self._call("temperature_c", "nvmlDeviceGetTemperature", dev.handle,
-                               self._lib.NVML_TEMPERATURE_GPU))
+        return _int(
+            self._call(
+                "temperature_c", "nvmlDeviceGetTemperature", dev.handle, self._lib.NVML_TEMPERATURE_GPU
+            )
+        )
 
     def processes(self, dev: GpuDevice) -> list[tuple[int, int | None]]:
         """Compute processes on the GPU: (pid, bytes of GPU memory or None where hidden)."""
@@ -237,8 +265,13 @@ class Nvml:
 
     def process_utilization(self, dev: GpuDevice, since_us: int) -> list[tuple[int, int, int]]:
         """Per-process samples newer than ``since_us``: (pid, SM %, sample time in µs)."""
-        samples = self._call("proc_sm_pct", "nvmlDeviceGetProcessUtilization", dev.handle, since_us,
-                             quiet={"NVML_ERROR_NOT_FOUND": []})
+        samples = self._call(
+            "proc_sm_pct",
+            "nvmlDeviceGetProcessUtilization",
+            dev.handle,
+            since_us,
+            quiet={"NVML_ERROR_NOT_FOUND": []},
+        )
         if samples is None:
             return []
         return [(int(s.pid), int(s.smUtil), int(s.timeStamp)) for s in samples]
@@ -264,13 +297,16 @@ class Nvml:
     def gpm_metrics(self, earlier: Any, later: Any) -> dict[str, float]:
         """GPM percentages (0-100) over the time between two samples of one device."""
         lib = self._lib
-        request = lib.c_nvmlGpmMetricsGet_t()
-        request.version = lib.NVML_GPM_METRICS_GET_VERSION
-        request.numMetrics = len(GPM_METRICS)
+        request = self._gpm_request
+        if request is None:
+            # One request buffer, reused: it holds room for every GPM metric (~20 KB to clear).
+            request = self._gpm_request = lib.c_nvmlGpmMetricsGet_t()
+            request.version = lib.NVML_GPM_METRICS_GET_VERSION
+            request.numMetrics = len(GPM_METRICS)
+            for i, (_, const) in enumerate(GPM_METRICS):
+                request.metrics[i].metricId = getattr(lib, const)
         request.sample1 = earlier
         request.sample2 = later
-        for i, (_, const) in enumerate(GPM_METRICS):
-            request.metrics[i].metricId = getattr(lib, const)
         answer = self._call("gpm", "nvmlGpmMetricsGet", request)
         if answer is None:
             return {}
@@ -278,8 +314,14 @@ class Nvml:
         for i, (field, _) in enumerate(GPM_METRICS):
             metric = answer.metrics[i]
             if metric.nvmlReturn != lib.NVML_SUCCESS:
-                self._once(field, "gpm", logging.INFO, "%s: GPM returned error %s; it stays empty",
-                           field, metric.nvmlReturn)
+                self._once(
+                    field,
+                    "gpm",
+                    logging.INFO,
+                    "%s: GPM returned error %s; it stays empty",
+                    field,
+                    metric.nvmlReturn,
+                )
                 continue
             values[field] = float(metric.value)
         return values

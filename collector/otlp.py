@@ -11,15 +11,13 @@ from typing import Any
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
-    AGGREGATION_TEMPORALITY_CUMULATIVE,
     Metric,
-    NumberDataPoint,
     ResourceMetrics,
     ScopeMetrics,
 )
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from collector import collector_version
+from collector import collector_version, wire
 from collector.samples import GpuSample
 
 SCOPE_NAME = "inferwatch.collector"
@@ -86,63 +84,45 @@ def gpu_metrics_request(samples: Iterable[GpuSample], resource_attrs: Mapping[st
     """One serialized ExportMetricsServiceRequest holding every field of every sample.
 
     A field that is ``None`` on a GPU is left out for that GPU (the contract: absent, not zero).
+    Encoded by ``collector.wire`` (the hot path); the result parses as the OTLP message.
     """
     samples = list(samples)
-    metrics: list[Metric] = []
-    point_attrs = {s.uuid: _gpu_attrs(s) for s in samples}
+    attrs = {s.uuid: wire.gpu_attributes(s.uuid, s.index, s.name) for s in samples}
+    metrics: list[bytes] = []
     for name, unit, attr, is_double, is_sum in GPU_FIELDS:
         points = []
         for s in samples:
             value = getattr(s, attr)
             if value is None:
                 continue
-            point = NumberDataPoint(time_unix_nano=s.time_ns, attributes=point_attrs[s.uuid])
             if is_double:
-                point.as_double = float(value)
+                points.append(wire.double_point(attrs[s.uuid], s.time_ns, float(value)))
             else:
-                point.as_int = int(value)
-            points.append(point)
+                points.append(wire.int_point(attrs[s.uuid], s.time_ns, int(value)))
         if points:
-            metrics.append(_number_metric(name, unit, points, is_sum))
+            metrics.append(wire.metric(name, unit, points, cumulative_sum=is_sum))
     mem_points, sm_points = [], []
     for s in samples:
         for proc in s.processes:
-            attrs = [*point_attrs[s.uuid], KeyValue(key="process.pid", value=AnyValue(int_value=proc.pid))]
+            proc_attrs = attrs[s.uuid] + wire.pid_attribute(proc.pid)
             if proc.mem_used_bytes is not None:
-                mem_points.append(NumberDataPoint(time_unix_nano=s.time_ns, attributes=attrs,
-                                                  as_int=proc.mem_used_bytes))
+                mem_points.append(wire.int_point(proc_attrs, s.time_ns, proc.mem_used_bytes))
             if proc.sm_util_pct is not None:
-                sm_points.append(NumberDataPoint(time_unix_nano=s.time_ns, attributes=attrs,
-                                                 as_int=proc.sm_util_pct))
+                sm_points.append(wire.int_point(proc_attrs, s.time_ns, proc.sm_util_pct))
     if mem_points:
-        metrics.append(_number_metric(PROCESS_MEMORY, "By", mem_points, False))
+        metrics.append(wire.metric(PROCESS_MEMORY, "By", mem_points))
     if sm_points:
-        metrics.append(_number_metric(PROCESS_SM, "%", sm_points, False))
-    return metrics_request(resource_attrs, metrics)
+        metrics.append(wire.metric(PROCESS_SM, "%", sm_points))
+    return wire.request(resource(resource_attrs).SerializeToString(), scope().SerializeToString(), metrics)
 
 
 def metrics_request(resource_attrs: Mapping[str, Any], metrics: Sequence[Metric]) -> bytes:
-    request = ExportMetricsServiceRequest(resource_metrics=[
-        ResourceMetrics(resource=resource(resource_attrs),
-                        scope_metrics=[ScopeMetrics(scope=scope(), metrics=metrics)])
-    ])
+    request = ExportMetricsServiceRequest(
+        resource_metrics=[
+            ResourceMetrics(
+                resource=resource(resource_attrs),
+                scope_metrics=[ScopeMetrics(scope=scope(), metrics=metrics)],
+            )
+        ]
+    )
     return request.SerializeToString()
-
-
-def _gpu_attrs(s: GpuSample) -> list[KeyValue]:
-    return [
-        KeyValue(key="gpu.uuid", value=AnyValue(string_value=s.uuid)),
-        KeyValue(key="gpu.index", value=AnyValue(int_value=s.index)),
-        KeyValue(key="gpu.name", value=AnyValue(string_value=s.name)),
-    ]
-
-
-def _number_metric(name: str, unit: str, points: list[NumberDataPoint], is_sum: bool) -> Metric:
-    metric = Metric(name=name, unit=unit)
-    if is_sum:
-        metric.sum.data_points.extend(points)
-        metric.sum.is_monotonic = True
-        metric.sum.aggregation_temporality = AGGREGATION_TEMPORALITY_CUMULATIVE
-    else:
-        metric.gauge.data_points.extend(points)
-    return metric

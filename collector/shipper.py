@@ -1,0 +1,164 @@
+"""Batching and sending: PayloadQueue -> (batcher) -> Spool -> (sender) -> server.
+
+The batcher joins payloads of one kind into a batch (OTLP export requests concatenate into a
+valid request: their only field is a repeated one), compresses it once, and appends it to the
+spool. The sender delivers the spool's oldest batch, and only removes it once the server has
+answered for it. Two threads, so that a slow or absent server never stops the queue draining.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import threading
+import time
+
+from collector.export import ExportResult, OtlpHttpExporter, Outcome
+from collector.queue import Payload, PayloadQueue
+from collector.selfmetrics import CollectorMetrics
+from collector.spool import Spool, SpoolEntry
+
+log = logging.getLogger(__name__)
+
+# A batch the server keeps failing with a 5xx is dropped after this many tries, so that one
+# poisonous batch cannot hold up the spool behind it for ever.
+MAX_SERVER_ERRORS = 5
+PAUSE_MIN_S, PAUSE_MAX_S = 1.0, 30.0
+
+
+class Shipper:
+    def __init__(
+        self,
+        queue: PayloadQueue,
+        spool: Spool,
+        exporter: OtlpHttpExporter,
+        metrics: CollectorMetrics,
+        *,
+        batch_max_bytes: int,
+        flush_interval_s: float,
+        pause_max_s: float = PAUSE_MAX_S,
+    ) -> None:
+        self._queue = queue
+        self._spool = spool
+        self._exporter = exporter
+        self._metrics = metrics
+        self._batch_max_bytes = batch_max_bytes
+        self._flush_interval_s = flush_interval_s
+        self._pause_max_s = pause_max_s  # longest pause between deliveries while the server is away
+        self._stop_batching = threading.Event()
+        self._stop_sending = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._server_errors: dict[int, int] = {}  # spool seq -> 5xx answers so far
+        self._announced_outage = False
+
+    def start(self) -> None:
+        for name, target in (("batcher", self._batch_loop), ("sender", self._send_loop)):
+            thread = threading.Thread(target=target, name=f"inferwatch-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, grace_s: float) -> None:
+        """Batch what is queued, then keep sending for up to ``grace_s``; the rest stays spooled."""
+        self._stop_batching.set()
+        self._queue.close()
+        if self._threads:
+            self._threads[0].join()
+        deadline = time.monotonic() + grace_s
+        while len(self._spool) and time.monotonic() < deadline and self._threads[1].is_alive():
+            time.sleep(0.05)
+        self._stop_sending.set()
+        self._spool.wake()
+        for thread in self._threads[1:]:
+            thread.join()
+        self._threads.clear()
+        if len(self._spool):
+            log.info("stopping with %d batch(es) not yet delivered; they stay in the spool", len(self._spool))
+
+    # --- batcher -------------------------------------------------------------------------
+
+    def _batch_loop(self) -> None:
+        pending: dict[str, list[Payload]] = {}
+        sizes: dict[str, int] = {}
+        opened: dict[str, float] = {}
+        while True:
+            now = time.monotonic()
+            due = min(
+                (opened[k] + self._flush_interval_s for k in pending), default=now + self._flush_interval_s
+            )
+            payload = self._queue.get(timeout=max(0.0, due - now))
+            self._metrics.queue_bytes.set(self._queue.size_bytes)
+            if payload is not None:
+                kind = payload.kind
+                if kind in pending and sizes[kind] + len(payload.body) > self._batch_max_bytes:
+                    self._flush(kind, pending, sizes, opened)
+                pending.setdefault(kind, []).append(payload)
+                sizes[kind] = sizes.get(kind, 0) + len(payload.body)
+                opened.setdefault(kind, time.monotonic())
+            now = time.monotonic()
+            for kind in [k for k in pending if now - opened[k] >= self._flush_interval_s]:
+                self._flush(kind, pending, sizes, opened)
+            if self._stop_batching.is_set() and payload is None:
+                for kind in list(pending):
+                    self._flush(kind, pending, sizes, opened)
+                return
+
+    def _flush(
+        self, kind: str, pending: dict[str, list[Payload]], sizes: dict[str, int], opened: dict[str, float]
+    ) -> None:
+        payloads = pending.pop(kind)
+        sizes.pop(kind)
+        opened.pop(kind)
+        # mtime=0: the same batch always compresses to the same bytes.
+        # Level 1: OTLP (random ids) compresses no better at 6, at less than half the speed.
+        body = gzip.compress(b"".join(p.body for p in payloads), compresslevel=1, mtime=0)
+        self._spool.append(kind, sum(p.items for p in payloads), body)
+
+    # --- sender --------------------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        pause = min(PAUSE_MIN_S, self._pause_max_s)
+        while not self._stop_sending.is_set():
+            found = self._spool.next(timeout=0.5)
+            if found is None:
+                continue
+            entry, body = found
+            result = self._exporter.export(entry.kind, body, self._stop_sending)
+            if self._settle(entry, result):
+                pause = min(PAUSE_MIN_S, self._pause_max_s)
+                continue
+            self._stop_sending.wait(result.retry_after_s if result.retry_after_s is not None else pause)
+            pause = min(pause * 2, self._pause_max_s)
+
+    def _settle(self, entry: SpoolEntry, result: ExportResult) -> bool:
+        """Account for one export; True when the batch left the spool."""
+        m = self._metrics
+        if result.outcome is Outcome.DELIVERED:
+            self._spool.done(entry)
+            self._server_errors.pop(entry.seq, None)
+            m.delivered_batches.labels(entry.kind).inc()
+            m.delivered_items.labels(entry.kind).inc(entry.items - result.rejected_items)
+            if result.rejected_items:
+                m.rejected_items.labels(entry.kind).inc(result.rejected_items)
+            if self._announced_outage:
+                self._announced_outage = False
+                log.info("server reachable again; delivering the spool (%d batch(es))", len(self._spool))
+            return True
+        m.export_failures.labels(str(result.status or "connection")).inc()
+        errors = self._server_errors.get(entry.seq, 0) + 1 if (result.status or 0) >= 500 else 0
+        if result.outcome is Outcome.REJECTED or errors >= MAX_SERVER_ERRORS:
+            log.warning(
+                "server refused a %s batch of %d item(s) for good (%s); it is dropped",
+                entry.kind,
+                entry.items,
+                result.reason,
+            )
+            self._spool.done(entry)
+            self._server_errors.pop(entry.seq, None)
+            m.rejected_items.labels(entry.kind).inc(entry.items)
+            return True
+        self._server_errors[entry.seq] = errors
+        self._spool.release(entry)
+        if not self._announced_outage:
+            self._announced_outage = True
+            log.warning("cannot deliver to the server (%s); spooling until it answers", result.reason)
+        return False
