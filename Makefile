@@ -32,5 +32,8 @@ lint: setup
 bench: setup
 	$(BIN)/python -m bench
 
+screenshots: setup
+	$(BIN)/python scripts/screenshots.py
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
