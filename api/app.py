@@ -18,7 +18,6 @@ from urllib.parse import urlencode
 from api import __version__, security
 from api.errors import InferwatchError
 from api.ingest.service import Ingestor
-from api.ingest.traces import span_decoder
 from api.jobs.runtime import Background
 from api.meta import Meta, open_meta, upgrade_metadata
 from api.routes import alerts, deployments, findings, gpus, health, otlp, requests, session, settings_api
@@ -66,7 +65,7 @@ def create_app(settings: Settings, *, store: Store | None = None, meta: Meta | N
     app.state.settings = settings
     app.state.store = store
     app.state.metrics = metrics
-    app.state.ingestor = Ingestor(settings, store, metrics, span_decoder(settings, store))
+    app.state.ingestor = Ingestor(settings, store, metrics)
     app.state.meta = meta
     app.state.background = background
 

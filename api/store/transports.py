@@ -105,7 +105,13 @@ class ChdbTransport:
     def select(self, sql: str, params: Mapping[str, Any], settings: Mapping[str, Any]) -> pa.Table:
         text = {k: format_param(v) for k, v in params.items()}
         with self._lock:
-            result = self._conn.query(sql, "ArrowTable", params=text or None)
+            try:
+                result = self._conn.query(sql, "ArrowTable", params=text or None)
+            except Exception:
+                # chDB 4.4: after a query fails while producing Arrow output, the next Arrow
+                # result on the same connection can come back corrupted; a plain query clears it.
+                self._conn.query("SELECT 1", "CSV")
+                raise
         return result if isinstance(result, pa.Table) else pa.table({})
 
     def execute(self, sql: str, params: Mapping[str, Any], settings: Mapping[str, Any]) -> None:

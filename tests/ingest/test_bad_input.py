@@ -266,3 +266,15 @@ def test_no_input_causes_a_500(client: TestClient) -> None:
             for body in bodies:
                 reply = client.post(path, content=body, headers={"Content-Type": ctype})
                 assert reply.status_code < 500, (path, ctype, body, reply.text)
+
+
+def test_an_infinite_token_count_is_a_reasoned_rejection(client: TestClient, store: Store) -> None:
+    t = time.time_ns() - 60 * NS
+    spans = [span("llm_request", t, t + NS, {"gen_ai.usage.prompt_tokens": math.inf}), good_span(t, "fine")]
+    reply = post(client, "/v1/traces", traces_request([(resource(), spans)]))
+    assert reply.status_code == 200
+    response = ExportTraceServiceResponse()
+    response.ParseFromString(reply.content)
+    assert response.partial_success.rejected_spans == 1
+    assert "prompt tokens is not a whole number of tokens" in response.partial_success.error_message
+    assert store.scalar(COUNT_REQUESTS) == 1

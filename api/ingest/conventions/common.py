@@ -56,7 +56,7 @@ def count(attrs: dict[str, Any], *keys: str) -> int | None:
     value = number(attrs, *keys)
     if value is None:
         return None
-    if math.isnan(value) or value < 0 or value != int(value):
+    if not math.isfinite(value) or value < 0 or value != int(value):
         return -1
     return int(value)
 
