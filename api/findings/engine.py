@@ -1,29 +1,40 @@
 """The runner: query the rollups, build the inputs, call every finding function.
 
 `run_findings` is the only place findings touch the store; everything it calls after the
-queries is pure (`compute_findings`), so tests can feed it hand-built inputs."""
+queries is pure (`compute_findings`, and the row-to-input modules `facts`, `gpu_hours`,
+`engine_hours`), so tests can feed it hand-built inputs."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+
+import pyarrow as pa
 
 from api.findings import facts
 from api.findings.catalogue import PriceBook
+from api.findings.engine_hours import engine_stats
 from api.findings.fleet import fleet_findings
+from api.findings.gpu_hours import fleet_facts, gpu_facts
 from api.findings.idle import idle_findings
 from api.findings.inputs import Deployment, GpuUsage
 from api.findings.model import Finding, sort_findings
 from api.findings.quantisation import quantisation_findings
+from api.findings.spans import Spans, align, split
 from api.findings.speculative import speculative_findings
-from api.findings.unit_cost import CostBy, CostLine, GpuHours, ModelTraffic, cost_lines
+from api.findings.unit_cost import CostBy, CostLine, ModelTraffic, cost_lines
 from api.findings.workload import workload_findings
 from api.settings import Settings
-from api.store import Store
+from api.store import Query, Store
 from api.store.sql import cost as cost_sql
 from api.store.sql import findings as sql
 from api.timewindow import Window
+
+__all__ = ["Inputs", "align", "compute_findings", "load_inputs", "run_cost", "run_findings", "window_spans"]
+
+_NO_RATE = {"rate_buckets": 0, "rate_s1": 0.0, "rate_s2": 0.0, "rate_first": 0, "rate_last": 0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,44 +43,67 @@ class Inputs:
     deployments: Sequence[Deployment]
 
 
-def _window_params(window: Window) -> dict[str, Any]:
-    return {"start": window.start, "end": window.end}
+def rollups_since(store: Store) -> datetime | None:
+    """When the hourly and daily findings rollups began to be filled (None: never)."""
+    seconds = store.scalar(sql.ROLLUPS_SINCE, version=sql.ROLLUPS_MIGRATION)
+    return None if seconds is None else datetime.fromtimestamp(int(seconds), tz=UTC)
 
 
-def align(window: Window) -> Window:
-    """The window on whole minutes (the rollups' resolution): both ends floored."""
-    return Window(window.start.replace(second=0, microsecond=0), window.end.replace(second=0, microsecond=0))
+def window_spans(store: Store, window: Window) -> Spans:
+    """`window` cut into the parts the daily, hourly and minute rollups answer."""
+    return split(window, rollups_since(store))
 
 
-def load_inputs(store: Store, settings: Settings, window: Window) -> Inputs:
-    """Run the findings queries over `window` and build the inputs of the finding functions."""
+def _read(store: Store, spans: Spans, hourly: Query, minutes: Query, **params: Any) -> list[pa.Table]:
+    """The rows of `hourly` for the spans' whole hours and of `minutes` for the rest,
+    skipping a query whose part is empty."""
+    params |= spans.params()
+    tables = []
+    if not spans.minutes_only:
+        tables.append(store.arrow(hourly, **params))
+    if spans.has_minutes:
+        tables.append(store.arrow(minutes, **params))
+    return tables
+
+
+def load_inputs(store: Store, settings: Settings, window: Window, *, spans: Spans | None = None) -> Inputs:
+    """Run the findings queries over `window` and build the inputs of the finding functions.
+    `spans`: which rollups answer which part of the window (default: `window_spans`)."""
     f = settings.findings
-    w = _window_params(window)
-    gpu_rows = store.rows(
-        sql.GPU_USAGE,
-        **w,
-        idle_pct=f.idle_threshold_pct,
-        held_bytes=f.held_memory_mib * 1024 * 1024,
+    spans = spans or window_spans(store, window)
+    thresholds = {"idle_pct": f.idle_threshold_pct, "held_mib": f.held_memory_mib}
+    per_gpu = gpu_facts(
+        _read(store, spans, sql.GPU_HOURS, sql.GPU_MINUTES, **thresholds),
+        tz=f.timezone,
         streak_min=f.streak_min_minutes,
     )
-    host_rows = store.rows(sql.HOST_INFLIGHT, **w)
-    fleet_rows = store.rows(sql.FLEET_BUCKETS, **w, bucket_minutes=f.bucket_minutes)
-    traffic_rows = store.rows(sql.DEPLOYMENT_TRAFFIC, **w, bucket_minutes=f.bucket_minutes)
-    engine_rows = store.rows(
-        sql.ENGINE_STATS, **w, kv_saturation=f.kv_saturation, metrics=list(sql.ENGINE_METRICS)
+    fleet = fleet_facts(
+        per_gpu.rows, _read(store, spans, sql.FLEET_5M, sql.FLEET_MINUTES), window, f.bucket_minutes
     )
-    prices = PriceBook(settings.cost)
-    gpus = facts.gpu_usage(gpu_rows, f.timezone)
+    traffic_rows = store.rows(sql.DEPLOYMENT_TRAFFIC, **spans.params())
+    for row in traffic_rows:
+        rate = fleet.rates.get((row["cluster"], row["deployment_name"]))
+        row.update(rate.as_fields() if rate else _NO_RATE)
+    engine = engine_stats(
+        _read(
+            store,
+            spans,
+            sql.ENGINE_HOURS,
+            sql.ENGINE_MINUTES,
+            kv_saturation=f.kv_saturation,
+            metrics=list(sql.ENGINE_METRICS),
+        )
+    )
     deps = facts.deployments(
-        gpus,
-        facts.fleet_series(fleet_rows, window, f.bucket_minutes),
+        per_gpu.gpus,
+        fleet.series,
         facts.traffic(traffic_rows, f.bucket_minutes),
-        facts.engine_stats(engine_rows),
-        host_rows,
+        engine,
+        [h.as_row() for h in per_gpu.hosts],
         f,
-        prices,
+        PriceBook(settings.cost),
     )
-    return Inputs(gpus, deps)
+    return Inputs(per_gpu.gpus, deps)
 
 
 def compute_findings(inputs: Inputs, settings: Settings, window: Window) -> list[Finding]:
@@ -86,27 +120,22 @@ def compute_findings(inputs: Inputs, settings: Settings, window: Window) -> list
 
 
 def run_findings(store: Store, settings: Settings, window: Window) -> list[Finding]:
-    """All findings over `window` (floored to whole minutes), read from the rollups."""
+    """All findings over `window` (cut by `align`: a day or more to whole hours, a shorter
+    window to whole minutes), read from the rollups."""
     window = align(window)
     return compute_findings(load_inputs(store, settings, window), settings, window)
 
 
 def run_cost(store: Store, settings: Settings, window: Window, by: CostBy) -> list[CostLine]:
-    """What the fleet cost over `window`, grouped `by` deployment, model, GPU model or host."""
+    """What the fleet cost over `window` (cut by `align`), grouped `by` deployment, model,
+    GPU model or host."""
     window = align(window)
-    w = _window_params(window)
-    gpus = [
-        GpuHours(
-            cluster=r["cluster"],
-            host=r["host"],
-            gpu_uuid=r["gpu_uuid"],
-            gpu_name=r["gpu_name_"],
-            deployment=r["deployment_"],
-            minutes=int(r["minutes_"]),
-            util_mean_pct=r["util_mean_"],
-        )
-        for r in store.rows(cost_sql.GPU_HOURS, **w)
-    ]
+    f = settings.findings
+    spans = window_spans(store, window)
+    thresholds = {"idle_pct": f.idle_threshold_pct, "held_mib": f.held_memory_mib}
+    gpus = gpu_facts(
+        _read(store, spans, sql.GPU_HOURS, sql.GPU_MINUTES, **thresholds), tz="UTC", streak_min=1
+    ).cost
     traffic = []
     if by in (CostBy.DEPLOYMENT, CostBy.MODEL):
         traffic = [
@@ -118,6 +147,6 @@ def run_cost(store: Store, settings: Settings, window: Window, by: CostBy) -> li
                 output_tokens=int(r["n_output_tokens"]),
                 e2e_s=float(r["e2e_total"]),
             )
-            for r in store.rows(cost_sql.MODEL_TRAFFIC, **w)
+            for r in store.rows(cost_sql.MODEL_TRAFFIC, **spans.params())
         ]
     return cost_lines(gpus, traffic, by, window, PriceBook(settings.cost))

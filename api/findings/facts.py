@@ -1,17 +1,14 @@
 """From query rows to the dataclasses the finding functions read, and the per-deployment
-join (`deployments`). Pure: rows in, dataclasses out; `api.findings.engine` runs the SQL."""
+join (`deployments`). Pure: rows in, dataclasses out; `api.findings.engine` runs the SQL.
+Per-GPU and per-fleet figures come from `api.findings.gpu_hours`, engine figures from
+`api.findings.engine_hours`."""
 
 from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
-
-import numpy as np
 
 from api.findings.catalogue import PriceBook
 from api.findings.inputs import (
@@ -19,8 +16,6 @@ from api.findings.inputs import (
     EngineStats,
     FleetSeries,
     GpuUsage,
-    IdleStreak,
-    MetricSummary,
     PromptCell,
     Quantiles,
     ShapeCell,
@@ -28,81 +23,13 @@ from api.findings.inputs import (
 )
 from api.findings.quantisation import params_from_name
 from api.findings.settings import FindingsSettings
-from api.timewindow import Window
 
 Row = Mapping[str, Any]
 Key = tuple[str, str]  # (cluster, deployment)
 
 
-@lru_cache(maxsize=16_384)
-def _cell(hour_no: int, tz: str) -> int:
-    local = datetime.fromtimestamp(hour_no * 3600, tz=UTC).astimezone(ZoneInfo(tz))
-    return local.weekday() * 24 + local.hour
-
-
-def cells(hours: Sequence[int], counts: Sequence[int], tz: str) -> dict[int, int]:
-    """Minutes per UTC hour (hour numbers since the epoch) → minutes per weekday × 24 + hour
-    in `tz` (weekday 0 = Monday). A zone with a half-hour offset files each UTC hour under
-    the local hour it starts in."""
-    out: dict[int, int] = defaultdict(int)
-    for hour, count in zip(hours, counts, strict=True):
-        out[_cell(int(hour), tz)] += int(count)
-    return dict(out)
-
-
-def gpu_usage(rows: Iterable[Row], tz: str) -> list[GpuUsage]:
-    return [
-        GpuUsage(
-            cluster=r["cluster"],
-            host=r["host"],
-            gpu_uuid=r["gpu_uuid"],
-            gpu_name=r["gpu_name"],
-            deployment=r["deployment"],
-            minutes=int(r["minutes"]),
-            idle_minutes=int(r["idle_minutes"]),
-            idle_held_minutes=int(r["idle_held_minutes"]),
-            streaks=tuple(
-                IdleStreak(datetime.fromtimestamp(s["1"], tz=UTC), int(s["2"])) for s in r["streaks"]
-            ),
-            idle_cells=cells(r["idle_hours"], r["idle_counts"], tz),
-            reported_cells=cells(r["reported_hours"], r["reported_counts"], tz),
-            mem_used_peak_bytes=r["mem_used_peak_bytes"],
-            mem_total_bytes=r["mem_total_bytes"],
-            util_mean_pct=_finite(r["util_mean_pct"]),
-            util_busy_mean_pct=_finite(r["util_busy_mean_pct"]),
-            dram_bw_busy_mean_pct=_finite(r["dram_bw_busy_mean_pct"]) if r["has_gpm"] else None,
-            mem_util_busy_mean_pct=_finite(r["mem_util_busy_mean_pct"]),
-            has_gpm=bool(r["has_gpm"]),
-            inflight_minutes=int(r["inflight_minutes"] or 0),
-            inflight_busy_s=float(r["inflight_busy_s"] or 0.0),
-        )
-        for r in rows
-    ]
-
-
 def _finite(value: Any) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
-
-
-def fleet_series(rows: Iterable[Row], window: Window, bucket_minutes: int) -> dict[Key, FleetSeries]:
-    """Dense per-bucket arrays from the bucket holding the window start; buckets with no
-    row are 0 (the deployment had no GPU reporting)."""
-    size = bucket_minutes * 60
-    first = int(window.start.timestamp()) // size * size
-    count = max(1, math.ceil((window.end.timestamp() - first) / size))
-    gpus: dict[Key, np.ndarray] = {}
-    busy: dict[Key, np.ndarray] = {}
-    for r in rows:
-        key = (r["cluster"], r["deployment_name"])
-        if key not in gpus:
-            gpus[key] = np.zeros(count)
-            busy[key] = np.zeros(count)
-        i = (int(r["bucket_start"]) - first) // size
-        if 0 <= i < count:
-            n = float(r["n_gpus"])
-            gpus[key][i] = n
-            busy[key][i] = (r["util_total"] / r["util_count"] / 100 * n) if r["util_count"] else 0.0
-    return {key: FleetSeries(bucket_minutes, gpus[key], busy[key]) for key in gpus}
 
 
 def _map(struct: Mapping[str, list[Any]]) -> list[tuple[Any, ...]]:
@@ -135,7 +62,6 @@ def traffic(rows: Iterable[Row], bucket_minutes: int) -> dict[Key, Traffic]:
             phased=int(r["n_phased"]),
             ttft=Quantiles.of(r["ttft_quantiles"]) if r["ttft_s"] > 0 else None,
             tpot=Quantiles.of(r["tpot_quantiles"]) if r["n_phased"] > 0 else None,
-            e2e=Quantiles.of(r["e2e_quantiles"]) if requests else None,
             queue=Quantiles.of(r["queue_quantiles"]) if r["queue_s"] > 0 else None,
             shape={int(k): ShapeCell(int(n), float(e), float(d)) for k, n, e, d in _map(r["shape"])},
             prompts={int(k): PromptCell(int(n), float(t), int(c)) for k, n, t, c in _map(r["prompts"])},
@@ -146,20 +72,6 @@ def traffic(rows: Iterable[Row], bucket_minutes: int) -> dict[Key, Traffic]:
             rate_cv=cv,
         )
     return out
-
-
-def engine_stats(rows: Iterable[Row]) -> dict[Key, EngineStats]:
-    metrics: dict[Key, dict[str, MetricSummary]] = defaultdict(dict)
-    for r in rows:
-        metrics[(r["cluster"], r["deployment_name"])][r["metric_name"]] = MetricSummary(
-            mean=_finite(r["mean_value"]),
-            max=_finite(r["max_value"]),
-            increase=float(r["increase"]),
-            minutes=int(r["minutes"]),
-            saturated=int(r["saturated"]),
-            instances=int(r["instances"]),
-        )
-    return {key: EngineStats(m) for key, m in metrics.items()}
 
 
 def deployments(

@@ -176,13 +176,14 @@ class DailyIdle:
         return f"{hhmm(self.start)}–{hhmm((self.start + self.hours) % 24 or 24)} {self.days}"
 
 
-def _cell_idle(gpu: GpuUsage, weekday: int, hour: int, min_share: float) -> bool | None:
-    """True/False when the cell was observed, None when the GPU never reported in it."""
-    key = weekday * 24 + hour
-    reported = gpu.reported_cells.get(key, 0)
-    if reported <= 0:
-        return None
-    return gpu.idle_cells.get(key, 0) / reported >= min_share
+def _idle_cells(gpu: GpuUsage, min_share: float) -> set[int]:
+    """The weekday × hour cells the GPU reported in and sat idle in (≥ min_share of the
+    cell's minutes)."""
+    return {
+        cell
+        for cell, reported in gpu.reported_cells.items()
+        if reported > 0 and gpu.idle_cells.get(cell, 0) / reported >= min_share
+    }
 
 
 def _runs(hours: set[int]) -> Iterable[tuple[int, int]]:
@@ -204,13 +205,12 @@ def daily_idle_periods(gpu: GpuUsage, settings: FindingsSettings) -> list[DailyI
     its minutes) on every day of a day group, every day of the group observed. A period
     that holds every day is not repeated as a weekday or weekend one."""
     found: list[DailyIdle] = []
+    idle = _idle_cells(gpu, settings.pattern_min_share)
+    if not idle:
+        return found
     taken: set[int] = set()
     for label, days in DAY_GROUPS:
-        hours = set()
-        for hour in range(24):
-            cells = [_cell_idle(gpu, d, hour, settings.pattern_min_share) for d in days]
-            if all(c is True for c in cells):
-                hours.add(hour)
+        hours = {hour for hour in range(24) if all(d * 24 + hour in idle for d in days)}
         if label == "every day":
             taken = hours
         else:

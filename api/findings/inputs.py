@@ -116,7 +116,6 @@ class Traffic:
     phased: int = 0
     ttft: Quantiles | None = None
     tpot: Quantiles | None = None
-    e2e: Quantiles | None = None
     queue: Quantiles | None = None
     shape: Mapping[int, ShapeCell] = field(default_factory=dict)
     prompts: Mapping[int, PromptCell] = field(default_factory=dict)

@@ -12,6 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 Pct = Annotated[float, Field(ge=0, le=100)]
 Share = Annotated[float, Field(ge=0, le=1)]
 
+IDLE_THRESHOLD_MAX_PCT = 20
+"""The hourly rollup keeps per-minute figures only for minutes below 20 % (migration 0003),
+so the idle threshold, chosen at query time, may be at most that."""
+KV_SATURATION_MIN = 0.8
+"""…and per-minute KV-cache usage only from 0.8 up, so saturation starts there at the lowest."""
+
 
 class DeploymentProfile(BaseModel):
     """What the telemetry cannot tell about one deployment. Every field is optional: an
@@ -58,10 +64,10 @@ class FindingsSettings(BaseModel):
     )
 
     # --- idle -------------------------------------------------------------------------
-    idle_threshold_pct: Pct = Field(
+    idle_threshold_pct: Annotated[float, Field(ge=0, le=IDLE_THRESHOLD_MAX_PCT)] = Field(
         5.0,
         description="A GPU-minute is idle when its max utilisation (SM activity, else NVML util) is "
-        "below this.",
+        f"below this (at most {IDLE_THRESHOLD_MAX_PCT}).",
     )
     idle_min_share: Share = Field(
         0.05, description="Idle findings need at least this share of the scope's reported GPU-minutes idle."
@@ -108,7 +114,9 @@ class FindingsSettings(BaseModel):
     queue_p95_max_s: Annotated[float, Field(gt=0)] = Field(
         1.0, description="Queue time p95 above this marks a deployment under-sized."
     )
-    kv_saturation: Share = Field(0.95, description="KV-cache usage at or above this is saturated.")
+    kv_saturation: Annotated[float, Field(ge=KV_SATURATION_MIN, le=1)] = Field(
+        0.95, description=f"KV-cache usage at or above this is saturated (at least {KV_SATURATION_MIN})."
+    )
     kv_saturated_min_share: Share = Field(
         0.05,
         description="Share of replica-minutes with a saturated KV cache that marks a deployment under-sized.",

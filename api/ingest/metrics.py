@@ -190,7 +190,7 @@ def _metric(
         return
     for point in points:
         batch.received += 1
-        labels = {k: str(v) for k, v in decoder.decode(point.attributes).items()}
+        labels = {k: str(v) for k, v in decoder.decode_cached(point.attributes).items()}
         targets = canonical(name, labels)
         if not targets:
             batch.ignored += 1
@@ -256,7 +256,7 @@ def _engine_point(
 def _gpu_point(
     batch: MetricBatch, resource: Resource, name: str, point: Any, decoder: AttributeDecoder, now_ns: int
 ) -> str | None:
-    attrs = decoder.decode(point.attributes)
+    attrs = decoder.decode_cached(point.attributes)
     uuid = attrs.get("gpu.uuid")
     if not uuid:
         return "GPU data point has no gpu.uuid"
@@ -285,7 +285,7 @@ def _gpu_point(
         row = batch.gpu_rows[key] = {
             "gpu_index": int(index) if type(index) in (int, float) and 0 <= index < 65536 else 0,
             "gpu_name": str(attrs.get("gpu.name", "")),
-            "deployment": resource.deployment if resource.deployment != "unknown" else "",
+            "deployment": resource.named_deployment,
         }
     if proc_field is not None:
         row.setdefault("_procs", {}).setdefault(pid, {})[proc_field] = int(value)

@@ -47,16 +47,31 @@ class Resource:
     model: str
     instance: str
     gpu_uuids: list[str]
+    named_deployment: str = ""
+    """The deployment only if the sender named one (not guessed from service.name): GPU
+    samples use this, so a collector's own service name never becomes a deployment."""
 
 
 class AttributeDecoder:
     """Turns OTLP KeyValue lists into dicts, truncating long strings (and counting them)."""
 
-    __slots__ = ("max_bytes", "truncated")
+    __slots__ = ("_last", "_last_decoded", "max_bytes", "truncated")
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.truncated = 0
+        self._last: Any = None
+        self._last_decoded: dict[str, Any] = {}
+
+    def decode_cached(self, kvs: Any) -> dict[str, Any]:
+        """`decode`, reusing the previous result when these attributes equal the previous
+        call's (protobuf compares them in C). Metric points of one GPU or series repeat
+        the same attributes, and decoding dominates metrics ingest. Do not mutate the result."""
+        if self._last is not None and kvs == self._last:
+            return self._last_decoded
+        decoded = self.decode(kvs)
+        self._last, self._last_decoded = kvs, decoded
+        return decoded
 
     def decode(self, kvs: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -111,6 +126,7 @@ def resource_of(attrs: dict[str, Any]) -> Resource:
         or _text(attrs.get("k8s.pod.name"))
         or _text(attrs.get("service.instance.id")),
         gpu_uuids=[str(g) for g in gpus if g],
+        named_deployment=_text(attrs.get("inferwatch.deployment")) or _text(attrs.get("k8s.deployment.name")),
     )
 
 

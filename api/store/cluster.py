@@ -46,7 +46,16 @@ SHARDING_KEYS: dict[str, tuple[str, ...]] = {
     "deployment_minute": ("cluster", "deployment"),
     "inflight_minute": ("cluster", "host"),
     "engine_minute": ("cluster", "host"),
-    "fleet_5m": ("cluster", "deployment"),
+    # Hourly rollups, filled by views on the minute rollups (so on the shard that holds
+    # the minute rows): the findings' (0003) and the dashboards' (0004).
+    "findings_gpu_hour": ("cluster", "host"),
+    "findings_fleet_5m": ("cluster", "deployment"),
+    "findings_deployment_hour": ("cluster", "deployment"),
+    "findings_deployment_day": ("cluster", "deployment"),
+    "findings_engine_hour": ("cluster", "host"),
+    "gpu_hour": ("cluster", "host"),
+    "deployment_hour": ("cluster", "deployment"),
+    "engine_hour": ("cluster", "host"),
 }
 """Columns hashed (cityHash64) to pick a shard, per table. Each must be in the table's ORDER BY."""
 

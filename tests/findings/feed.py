@@ -10,6 +10,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
+from api.store import Query, Store
+from api.store.sql.findings import ROLLUPS_MIGRATION
 from tests.otlp import NS, attributes, gpu_metrics_request, post, resource, traces_request, vllm_span
 
 H100 = "NVIDIA H100 80GB HBM3"
@@ -95,11 +97,11 @@ def feed_engine(
     start: datetime,
     minutes: int,
     every_s: int,
-    gauges: dict[str, float],
+    gauges: dict[str, float | Callable[[int], float]],
     counters: dict[str, Callable[[int], int]],
 ) -> None:
-    """vLLM /metrics as the collector relays them: gauges constant, counters a function of
-    the sample number k."""
+    """vLLM /metrics as the collector relays them: gauges constant or, like counters, a
+    function of the sample number k."""
     request = ExportMetricsServiceRequest()
     rm = request.resource_metrics.add()
     rm.resource.attributes.extend(
@@ -109,11 +111,26 @@ def feed_engine(
     times = [ns(start) + s * NS for s in range(0, minutes * 60, every_s)]
     for name, value in gauges.items():
         m = metrics.add(name=name)
-        for t in times:
-            m.gauge.data_points.add(time_unix_nano=t, as_double=value)
+        for k, t in enumerate(times):
+            m.gauge.data_points.add(time_unix_nano=t, as_double=value(k) if callable(value) else value)
     for name, fn in counters.items():
         m = metrics.add(name=name)
         m.sum.is_monotonic = True
         for k, t in enumerate(times):
             m.sum.data_points.add(time_unix_nano=t, as_int=fn(k))
     post_ok(client, "/v1/metrics", request)
+
+
+def rollups_cover_everything(store: Store) -> None:
+    """Record the migration that made the hourly and daily findings rollups as run long ago,
+    as if every row had passed through their views: the findings then read whole hours and
+    days from them, where before (the migration ran as the test began, after the data's
+    hours) they read the minute rollups."""
+    store.execute(
+        Query(
+            "test.rollups_since",
+            "INSERT INTO schema_migrations (version, name, checksum, applied_at) "
+            "VALUES ({version:UInt32}, 'findings', 'test', toDateTime('2000-01-01 00:00:00', 'UTC'))",
+        ),
+        version=ROLLUPS_MIGRATION,
+    )

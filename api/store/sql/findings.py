@@ -1,195 +1,325 @@
-"""Queries that feed the findings (`api.findings.engine`). They read the minute rollups
-only, never raw rows.
+"""Queries that feed the findings (`api.findings.engine`). They read rollups only, never
+raw rows: the daily and hourly ones of migration 0003 for the whole days and hours they
+hold, the minute rollups of 0002 for the rest. `api.findings.spans` cuts a window into
+these parts and names the parameters (`hours_from`, `days_from`, `head_from`, …).
 
-Rollup tables are AggregatingMergeTree: a minute may still sit in several unmerged rows,
-so every query re-aggregates. Per-minute tests (idle, held) are done on sets of minute
-numbers (roaring bitmaps) per GPU, which is exact whatever the merge state and an order of
-magnitude cheaper than grouping by minute; sums are additive and need no care. GROUP BY
-on a prefix of the sorting key runs with `optimize_aggregation_in_order`.
+Per GPU and per engine instance, the hourly rows are returned as they are stored, in key
+order, and merged by `api.findings.gpu_hours` / `api.findings.engine_hours` (an unmerged
+key is several adjacent rows): ClickHouse's GROUP BY on string keys and its per-query
+planning cost more than the arithmetic here. Minute rows, read only for short windows and
+hours the hourly rollups lack, come in the same shape (`*_MINUTES` queries, grouped per
+hour). Quantile states can only be merged by ClickHouse: `DEPLOYMENT_TRAFFIC` does that,
+over day states where it can.
 
-Aliases never reuse a column name: ClickHouse substitutes aliases into expressions.
+Minute-level facts are 64-bit masks per hour (bit m = minute m), merged by OR, so a minute
+is counted once however its rows are split. Aliases never reuse a column name: ClickHouse
+substitutes aliases into expressions.
 """
 
 from __future__ import annotations
 
 from api.store.gateway import Query
 
-# A row's utilisation: SM activity where GPM reported it in that row, else NVML utilisation.
-_UTIL = "if(sm_activity_n > 0, toFloat64(sm_activity_max), toFloat64(util_gpu_max))"
-_UTIL_SUM = "if(sm_activity_n > 0, sm_activity_sum, toFloat64(util_gpu_sum))"
-_UTIL_N = "if(sm_activity_n > 0, sm_activity_n, util_gpu_n)"
-_MINUTE_NO = "toUInt32(intDiv(toUInt32(minute), 60))"
-_WINDOW = "minute >= {start:DateTime64(6)} AND minute < {end:DateTime64(6)}"
+ROLLUPS_SINCE = Query(
+    "findings.rollups_since",
+    "SELECT toUInt32(minOrNull(applied_at)) FROM schema_migrations WHERE version = {version:UInt32}",
+)
+"""When the migration that made the hourly and daily rollups ran (epoch seconds)."""
+
+ROLLUPS_MIGRATION = 3
+
+HOURS = "hour >= {hours_from:DateTime64(6)} AND hour < {hours_to:DateTime64(6)}"
+MINUTES = (
+    "((minute >= {head_from:DateTime64(6)} AND minute < {head_to:DateTime64(6)})"
+    " OR (minute >= {tail_from:DateTime64(6)} AND minute < {tail_to:DateTime64(6)}))"
+)
+DAYS = "day >= {days_from:DateTime64(6)} AND day < {days_to:DateTime64(6)}"
+HOUR_EDGES = (
+    "((hour >= {hour_head_from:DateTime64(6)} AND hour < {hour_head_to:DateTime64(6)})"
+    " OR (hour >= {hour_tail_from:DateTime64(6)} AND hour < {hour_tail_to:DateTime64(6)}))"
+)
+_BIT = "bitShiftLeft(toUInt64(1), toMinute(minute))"
 
 
-def _hours(bitmap: str, name: str) -> str:
-    """Minutes of a bitmap counted per UTC hour: `{name}_hours` (hour numbers since the
-    epoch) and `{name}_counts`. The minute list is sorted, so an hour starts where the
-    hour number changes; counts are the gaps between those starts."""
-    h = f"arrayMap(x -> intDiv(x, 60), bitmapToArray({bitmap}))"
-    starts = f"arrayFilter((i, d) -> i = 1 OR d != 0, arrayEnumerate({h}), arrayDifference({h}))"
-    return (
-        f"arrayMap(i -> {h}[i], {starts}) AS {name}_hours, "
-        f"arrayPopFront(arrayDifference(arrayPushBack({starts}, length({h}) + 1))) AS {name}_counts"
-    )
+def _bits(keys: str, values: str, test: str) -> str:
+    """A minute mask from a per-minute map: the minutes whose value passes `test` (on v)."""
+    return f"arraySum(arrayMap((k, v) -> bitShiftLeft(toUInt64({test}), k), {keys}, {values}))"
 
 
-GPU_USAGE = Query(
-    "findings.gpu_usage",
+# --- per GPU (or host, gpu_uuid = '') --------------------------------------------------------
+#
+# One row per GPU with its sums over the window and, per hour, its minute masks (arrays in
+# one order; an hour may appear twice where rollup rows are not merged yet). busy: minutes
+# whose peak utilisation reached the idle threshold; held: minutes with at least the held
+# memory in use, or a process. busy_*: sums over the minutes that peaked at 20 % or more
+# (the means "while busy"). Aggregated in the table's order: no hash table.
+
+_GPU_SUMS = (
+    "util_total",
+    "util_count",
+    "busy_util_total",
+    "busy_util_count",
+    "busy_dram_total",
+    "busy_dram_count",
+    "busy_mem_util_total",
+    "busy_mem_util_count",
+    "inflight_s",
+)
+_GPU_PER_HOUR = (
+    "reported",
+    "measured",
+    "busy",
+    "held",
+    "inflight",
+    "engine_busy",
+)
+
+
+_GPU_DEFAULTS = {
+    "name": "''",
+    "deployment": "''",
+    "requests_for": "''",
+    **dict.fromkeys(_GPU_PER_HOUR, "0"),
+    **dict.fromkeys(_GPU_SUMS, "0"),
+    "gpm": "0",
+    "mem_peak": "NULL",
+    "mem_total": "NULL",
+}
+
+
+def _per_gpu(hour: str, **values: str) -> str:
+    """The per-GPU SELECT list from per-row expressions (`hour`: the row's hour; the masks
+    and sums by name; the rest default to nothing), in one set of types, so that results
+    of several tables line up."""
+    unknown = set(values) - set(_GPU_DEFAULTS)
+    if unknown:
+        raise ValueError(f"not per-GPU columns: {sorted(unknown)}")
+    v = _GPU_DEFAULTS | values
+    masks = ",\n    ".join(f"groupArray(toUInt64({v[m]})) AS {m}_minutes" for m in _GPU_PER_HOUR)
+    sums = ",\n    ".join(f"sum(toFloat64({v[s]})) AS {s}_sum" for s in _GPU_SUMS)
+    return f"""toString(max({v["name"]})) AS gpu_name, toString(max({v["requests_for"]})) AS requests_for,
+    groupArray(toUInt32({hour})) AS hours, groupArray(toString({v["deployment"]})) AS deployments,
+    {masks},
+    {sums},
+    toUInt8(max({v["gpm"]})) AS gpm_seen,
+    max(CAST({v["mem_peak"]} AS Nullable(UInt64))) AS mem_used_peak_bytes,
+    max(CAST({v["mem_total"]} AS Nullable(UInt64))) AS mem_total_bytes"""
+
+
+GPU_HOURS = Query(
+    "findings.gpu_hours",
     f"""
-WITH
-g AS (
-    SELECT cluster, host, gpu_uuid,
-        anyLast(gpu_name)                                            AS gpu_name_,
-        anyLast(deployment)                                          AS deployment_,
-        groupBitmapStateIf({_MINUTE_NO}, {_UTIL} IS NOT NULL)        AS measured_bm,
-        groupBitmapStateIf({_MINUTE_NO}, {_UTIL} >= {{idle_pct:Float64}}) AS busy_bm,
-        groupBitmapStateIf({_MINUTE_NO},
-            ifNull(mem_used_max, 0) >= {{held_bytes:UInt64}} OR procs_max > 0) AS held_bm,
-        max(mem_used_max)                                            AS mem_peak_,
-        max(mem_total_max)                                           AS mem_total_,
-        sum({_UTIL_SUM}) / nullIf(sum({_UTIL_N}), 0)                 AS util_mean_,
-        sumIf({_UTIL_SUM}, {_UTIL} >= {{idle_pct:Float64}})
-            / nullIf(sumIf({_UTIL_N}, {_UTIL} >= {{idle_pct:Float64}}), 0) AS util_busy_,
-        sumIf(dram_bw_sum, sm_activity_n > 0 AND {_UTIL} >= {{idle_pct:Float64}})
-            / nullIf(sumIf(sm_activity_n, sm_activity_n > 0 AND {_UTIL} >= {{idle_pct:Float64}}),
-                0) AS dram_busy_,
-        avgIf(toFloat64(util_mem_max),
-            util_mem_max IS NOT NULL AND {_UTIL} >= {{idle_pct:Float64}}) AS mem_util_busy_,
-        max(sm_activity_n) > 0                                       AS has_gpm_
-    FROM gpu_minute
-    WHERE {_WINDOW}
-    GROUP BY cluster, host, gpu_uuid
-),
-f AS (
-    SELECT cluster, host, gpu_uuid,
-        groupBitmapState({_MINUTE_NO}) AS inflight_bm,
-        sum(busy_s)                    AS busy_total_
-    FROM inflight_minute
-    WHERE {_WINDOW} AND gpu_uuid != '' AND busy_s > 0
-    GROUP BY cluster, host, gpu_uuid
-),
-h AS (
-    SELECT cluster, host, groupBitmapState(m) AS host_bm
-    FROM (
-        SELECT cluster, host, {_MINUTE_NO} AS m FROM inflight_minute
-        WHERE {_WINDOW} AND gpu_uuid = '' AND busy_s > 0
-        UNION ALL
-        SELECT cluster, host, {_MINUTE_NO} AS m FROM engine_minute
-        WHERE {_WINDOW} AND metric = 'gpu_busy_seconds' AND value_max > value_min
-    )
-    GROUP BY cluster, host
-),
-j AS (
-    SELECT g.cluster AS cluster_, g.host AS host_, g.gpu_uuid AS gpu_uuid_, gpu_name_, deployment_,
-        measured_bm, held_bm, mem_peak_, mem_total_, util_mean_, util_busy_, dram_busy_,
-            mem_util_busy_, has_gpm_,
-        bitmapAndnot(bitmapAndnot(bitmapAndnot(measured_bm, busy_bm), f.inflight_bm), h.host_bm) AS idle_bm,
-        bitmapCardinality(f.inflight_bm) AS inflight_minutes_,
-        f.busy_total_ AS inflight_busy_s_
-    FROM g
-    LEFT JOIN f ON f.cluster = g.cluster AND f.host = g.host AND f.gpu_uuid = g.gpu_uuid
-    LEFT JOIN h ON h.cluster = g.cluster AND h.host = g.host
-)
-SELECT
-    cluster_ AS cluster, host_ AS host, gpu_uuid_ AS gpu_uuid, gpu_name_ AS gpu_name,
-        deployment_ AS deployment,
-    minutes, idle_minutes, idle_held_minutes, streaks,
-    {_hours("idle_bm", "idle")}, {_hours("measured_bm", "reported")},
-    mem_peak_ AS mem_used_peak_bytes, mem_total_ AS mem_total_bytes,
-    util_mean_ AS util_mean_pct, util_busy_ AS util_busy_mean_pct, dram_busy_ AS dram_bw_busy_mean_pct,
-    mem_util_busy_ AS mem_util_busy_mean_pct, has_gpm_ AS has_gpm,
-    inflight_minutes_ AS inflight_minutes, inflight_busy_s_ AS inflight_busy_s
-FROM (
-    SELECT *,
-        bitmapCardinality(measured_bm)          AS minutes,
-        bitmapCardinality(idle_bm)              AS idle_minutes,
-        bitmapAndCardinality(idle_bm, held_bm)  AS idle_held_minutes,
-        bitmapToArray(idle_bm)                  AS im,
-        arrayMap(r -> (r[1] * 60, length(r)),
-            arrayFilter(r -> length(r) >= {{streak_min:UInt32}},
-                arraySplit((x, d) -> d != 1, im, arrayDifference(im)))) AS streaks
-    FROM j
-)
-ORDER BY cluster, host, gpu_uuid
-SETTINGS optimize_aggregation_in_order = 1, join_use_nulls = 0
-""",
-)
-
-HOST_INFLIGHT = Query(
-    "findings.host_inflight",
-    f"""
-SELECT cluster, host, anyLast(deployment) AS deployment_name, sum(busy_s) AS busy_total,
-       uniqExact(minute) AS minutes_in_flight
-FROM inflight_minute
-WHERE {_WINDOW} AND gpu_uuid = '' AND busy_s > 0
-GROUP BY cluster, host
-""",
-)
-
-FLEET_BUCKETS = Query(
-    "findings.fleet_buckets",
-    """
-SELECT cluster, deployment AS deployment_name,
-       toUInt32(toStartOfInterval(bucket, toIntervalMinute({bucket_minutes:UInt32}))) AS bucket_start,
-       uniqExactMerge(gpus) AS n_gpus,
-       sum(util_sum)        AS util_total,
-       sum(util_n)          AS util_count
-FROM fleet_5m
-WHERE bucket >= {start:DateTime64(6)} AND bucket < {end:DateTime64(6)} AND deployment != ''
-GROUP BY cluster, deployment_name, bucket_start
-ORDER BY cluster, deployment_name, bucket_start
+SELECT cluster, host, gpu_uuid,
+    {
+        _per_gpu(
+            "hour",
+            name="gpu_model",
+            deployment="gpu_deployment",
+            requests_for="request_deployment",
+            reported="reported",
+            measured="measured",
+            busy=f"bitOr(active, {_bits('low.1', 'low.2', 'v >= {idle_pct:Float64}')})",
+            held=f"bitOr(procs, {_bits('low.1', 'low.3', 'v >= {held_mib:UInt32}')})",
+            inflight="inflight",
+            engine_busy="engine_busy",
+            **{s: s for s in _GPU_SUMS},
+            gpm="gpm",
+            mem_peak="mem_used_peak",
+            mem_total="mem_total_peak",
+        )
+    }
+FROM findings_gpu_hour
+WHERE {HOURS}
+GROUP BY cluster, host, gpu_uuid
 SETTINGS optimize_aggregation_in_order = 1
 """,
 )
 
+# The same from the minute rollups, for `head` and `tail`: a GPU's minute rows become its
+# "hours" (one per row, merged by hour afterwards), utilisation and its sums as the hourly
+# view takes them. Up to three rows per GPU (telemetry, requests, the host's engine).
+GPU_MINUTES = Query(
+    "findings.gpu_minutes",
+    f"""
+SELECT cluster, host, gpu_uuid,
+    {
+        _per_gpu(
+            "toStartOfHour(minute)",
+            name="gpu_name",
+            deployment="deployment",
+            reported="bit_",
+            measured="if(peak_ IS NULL, 0, bit_)",
+            busy="if(ifNull(peak_ >= {idle_pct:Float64}, 0), bit_, 0)",
+            held="if(ifNull(mem_used_max, 0) >= toUInt64({held_mib:UInt32}) * 1048576 OR procs_max > 0, "
+            "bit_, 0)",
+            util_total="if(peak_ IS NULL, 0, util_s_)",
+            util_count="if(peak_ IS NULL, 0, util_n_)",
+            busy_util_total="if(active_, util_s_, 0)",
+            busy_util_count="if(active_, util_n_, 0)",
+            busy_dram_total="if(active_ AND sm_activity_n > 0, dram_bw_sum, 0)",
+            busy_dram_count="if(active_, sm_activity_n, 0)",
+            busy_mem_util_total="if(active_, ifNull(util_mem_max, 0), 0)",
+            busy_mem_util_count="active_ AND util_mem_max IS NOT NULL",
+            gpm="sm_activity_n > 0",
+            mem_peak="mem_used_max",
+            mem_total="mem_total_max",
+        )
+    }
+FROM (
+    SELECT *, {_BIT} AS bit_,
+        if(sm_activity_n > 0, sm_activity_max, util_gpu_max) AS peak_,
+        ifNull(peak_ >= 20, 0) AS active_,
+        if(sm_activity_n > 0, sm_activity_sum, toFloat64(util_gpu_sum)) AS util_s_,
+        if(sm_activity_n > 0, sm_activity_n, util_gpu_n) AS util_n_
+    FROM gpu_minute
+    WHERE {MINUTES}
+)
+GROUP BY cluster, host, gpu_uuid
+
+UNION ALL
+
+SELECT cluster, host, gpu_uuid,
+    {
+        _per_gpu(
+            "toStartOfHour(minute)",
+            requests_for="deployment",
+            inflight=f"if(busy_s > 0, {_BIT}, 0)",
+            inflight_s="busy_s",
+        )
+    }
+FROM inflight_minute
+WHERE {MINUTES}
+GROUP BY cluster, host, gpu_uuid
+
+UNION ALL
+
+SELECT cluster, host, '',
+    {_per_gpu("toStartOfHour(minute)", engine_busy=_BIT)}
+FROM engine_minute
+WHERE {MINUTES} AND metric = 'gpu_busy_seconds' AND value_max > value_min
+GROUP BY cluster, host
+""",
+)
+
+# --- per deployment and 5 minutes: fleet sizing and the arrival rate ---------------------
+
+# One row per deployment, its 5-minute buckets as arrays (a bucket may appear twice where
+# rollup rows are not merged yet: the sums add up).
+FLEET_5M = Query(
+    "findings.fleet_5m",
+    """
+SELECT cluster, deployment,
+    groupArray(toUInt32(bucket)) AS buckets, groupArray(util_total) AS util_totals,
+    groupArray(util_count) AS util_counts, groupArray(n_requests) AS requests
+FROM findings_fleet_5m
+WHERE bucket >= {hours_from:DateTime64(6)} AND bucket < {hours_to:DateTime64(6)}
+GROUP BY cluster, deployment
+SETTINGS optimize_aggregation_in_order = 1
+""",
+)
+
+FLEET_MINUTES = Query(
+    "findings.fleet_minutes",
+    f"""
+SELECT cluster, deployment,
+    groupArray(toUInt32(bucket_)) AS buckets, groupArray(util_s) AS util_totals,
+    groupArray(util_n) AS util_counts, groupArray(n) AS requests
+FROM (
+    SELECT cluster, deployment, toStartOfFiveMinutes(minute) AS bucket_,
+        sum(if(peak_ IS NULL, 0, if(sm_activity_n > 0, sm_activity_sum, toFloat64(util_gpu_sum)))) AS util_s,
+        sum(toUInt64(if(peak_ IS NULL, 0, if(sm_activity_n > 0, sm_activity_n, util_gpu_n)))) AS util_n,
+        toUInt64(0) AS n
+    FROM (
+        SELECT *, if(sm_activity_n > 0, sm_activity_max, util_gpu_max) AS peak_
+        FROM gpu_minute
+        WHERE {MINUTES}
+    )
+    WHERE deployment != ''
+    GROUP BY cluster, deployment, bucket_
+
+    UNION ALL
+
+    SELECT cluster, deployment, toStartOfFiveMinutes(minute), toFloat64(0), toUInt64(0), sum(requests)
+    FROM deployment_minute
+    WHERE {MINUTES}
+    GROUP BY cluster, deployment, toStartOfFiveMinutes(minute)
+)
+GROUP BY cluster, deployment
+""",
+)
+
+# --- per deployment: requests, latency quantiles, histograms -----------------------------
+
+# The three rollups hold the same columns in the same types under different names: the
+# branches of the UNION line up by position.
+_DEPLOYMENT_COLUMNS = {
+    "findings_deployment_day": (
+        "day_framework", "day_requests", "day_errors", "day_prompt_tokens", "day_cached_tokens",
+        "day_output_tokens", "day_phased", "day_queue_s", "day_ttft_s", "day_prefill_s", "day_decode_s",
+        "day_e2e_s", "day_ttft", "day_tpot", "day_queue", "day_shape", "day_prompts",
+    ),
+    "findings_deployment_hour": (
+        "engine_framework", "n_requests", "n_errors", "prompt_tokens", "cached_tokens", "output_tokens",
+        "n_phased", "queue_s", "ttft_s", "prefill_s", "decode_s", "e2e_s", "ttft_digest", "tpot_digest",
+        "queue_digest", "shape", "prompts",
+    ),
+    "deployment_minute": (
+        "framework", "requests", "errors", "prompt_tokens_sum", "cached_tokens_sum", "output_tokens_sum",
+        "phased", "queue_sum", "ttft_sum", "prefill_sum", "decode_sum", "e2e_sum", "ttft_q", "tpot_q",
+        "queue_q", "shape_hist", "prompt_hist",
+    ),
+}  # fmt: skip
+_DEPLOYMENT_NAMES = (
+    "fw_", "req_", "err_", "prompt_", "cached_", "output_", "phased_", "queue_", "ttft_", "prefill_",
+    "decode_", "e2e_", "ttft_d_", "tpot_d_", "queue_d_", "shape_", "prompts_",
+)  # fmt: skip
+
+
+def _deployment_branch(table: str, where: str, *, named: bool = False) -> str:
+    columns = _DEPLOYMENT_COLUMNS[table]
+    listed = [f"{c} AS {n}" for c, n in zip(columns, _DEPLOYMENT_NAMES, strict=True)] if named else columns
+    head = "deployment AS dep_, model AS model_" if named else "deployment, model"
+    return f"SELECT cluster, {head}, {', '.join(listed)}\n    FROM {table}\n    WHERE {where}"
+
+
+# Per deployment over the window: sums, merged quantile states and histograms. (End-to-end
+# latency quantiles are not kept: no finding reads them, and merging states is most of
+# this query's cost.)
 DEPLOYMENT_TRAFFIC = Query(
     "findings.deployment_traffic",
     f"""
-WITH rate AS (
-    SELECT cluster AS rc, deployment AS rd, count() AS rate_buckets, sum(r) AS rate_s1, sum(r * r) AS rate_s2,
-           min(b) AS rate_first, max(b) AS rate_last
-    FROM (
-        SELECT cluster, deployment, toUInt32(toStartOfInterval(minute,
-            toIntervalMinute({{bucket_minutes:UInt32}}))) AS b,
-               toFloat64(sum(requests)) AS r
-        FROM deployment_minute WHERE {_WINDOW}
-        GROUP BY cluster, deployment, b
-    )
-    GROUP BY rc, rd
-),
-t AS (
-    SELECT cluster, deployment AS deployment_name,
-        arraySort(groupUniqArray(model))      AS models,
-        anyLast(framework)                    AS framework_name,
-        sum(requests)                         AS n_requests,
-        sum(errors)                           AS n_errors,
-        sum(prompt_tokens_sum)                AS prompt_tokens,
-        sum(cached_tokens_sum)                AS cached_tokens,
-        sum(output_tokens_sum)                AS output_tokens,
-        sum(queue_sum)                        AS queue_s,
-        sum(ttft_sum)                         AS ttft_s,
-        sum(prefill_sum)                      AS prefill_s,
-        sum(decode_sum)                       AS decode_s,
-        sum(e2e_sum)                          AS e2e_s,
-        sum(phased)                           AS n_phased,
-        quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(ttft_q)  AS ttft_quantiles,
-        quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(tpot_q)  AS tpot_quantiles,
-        quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(e2e_q)   AS e2e_quantiles,
-        quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(queue_q) AS queue_quantiles,
-        sumMap(shape_hist)                    AS shape,
-        sumMap(prompt_hist)                   AS prompts
-    FROM deployment_minute
-    WHERE {_WINDOW}
-    GROUP BY cluster, deployment_name
+SELECT cluster, dep_ AS deployment_name,
+    arraySort(groupUniqArray(model_))              AS models,
+    anyLast(fw_)                                  AS framework_name,
+    sum(req_)                                     AS n_requests,
+    sum(err_)                                     AS n_errors,
+    sum(prompt_)                                  AS prompt_tokens,
+    sum(cached_)                                  AS cached_tokens,
+    sum(output_)                                  AS output_tokens,
+    sum(queue_)                                   AS queue_s,
+    sum(ttft_)                                    AS ttft_s,
+    sum(prefill_)                                 AS prefill_s,
+    sum(decode_)                                  AS decode_s,
+    sum(e2e_)                                     AS e2e_s,
+    sum(phased_)                                  AS n_phased,
+    quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(ttft_d_)  AS ttft_quantiles,
+    quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(tpot_d_)  AS tpot_quantiles,
+    quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(queue_d_) AS queue_quantiles,
+    sumMap(shape_)                                AS shape,
+    sumMap(prompts_)                              AS prompts
+FROM (
+    {_deployment_branch("findings_deployment_day", DAYS, named=True)}
+    UNION ALL
+    {_deployment_branch("findings_deployment_hour", HOUR_EDGES)}
+    UNION ALL
+    {_deployment_branch("deployment_minute", MINUTES)}
 )
-SELECT t.*, rate.rate_buckets AS rate_buckets, rate.rate_s1 AS rate_s1, rate.rate_s2 AS rate_s2,
-       rate.rate_first AS rate_first, rate.rate_last AS rate_last
-FROM t
-LEFT JOIN rate ON rate.rc = t.cluster AND rate.rd = t.deployment_name
-ORDER BY t.cluster, t.deployment_name
+GROUP BY cluster, deployment_name
+ORDER BY cluster, deployment_name
 """,
 )
+
+# --- per engine instance and hour ----------------------------------------------------------
 
 ENGINE_METRICS = (
     "requests_running",
@@ -205,31 +335,65 @@ ENGINE_METRICS = (
     "spec_accept_rate",
 )
 
-ENGINE_STATS = Query(
-    "findings.engine_stats",
+# One row per instance and metric, its hours as arrays (in one order; an hour may appear
+# twice where rollup rows are not merged yet). saturated: minutes whose peak KV-cache usage
+# reached the saturation threshold.
+_SEGMENTS = """groupArray(toUInt32({start})) AS starts, groupArray({minutes}) AS minute_masks,
+    groupArray({saturated}) AS saturated_masks, groupArray({lowest}) AS lows, groupArray({highest}) AS highs,
+    groupArray(toUInt32({first_at})) AS first_ats, groupArray({first_value}) AS first_values,
+    groupArray(toUInt32({last_at})) AS last_ats, groupArray({last_value}) AS last_values,
+    sum({total}) AS value_total, sum({samples}) AS value_samples"""
+
+ENGINE_HOURS = Query(
+    "findings.engine_hours",
     f"""
-SELECT cluster, deployment AS deployment_name, metric AS metric_name,
-    sum(vs) / nullIf(sum(vn), 0) AS mean_value,
-    max(vmax)                    AS max_value,
-    sum(inc)                     AS increase,
-    sum(mins)                    AS minutes,
-    sum(sat)                     AS saturated,
-    count()                      AS instances
-FROM (
-    SELECT cluster, deployment, metric, host, instance,
-        sum(value_sum) AS vs, sum(n) AS vn, max(value_max) AS vmax,
-        arrayFlatten(arrayMap(p -> [p.2, p.3],
-            arraySort(p -> (p.1, p.2), groupArray((minute, value_min, value_max))))) AS seq,
-        arraySum(arrayMap((cur, prev) -> if(cur >= prev, cur - prev, cur),
-                          arrayPopFront(seq), arrayPopBack(seq))) AS inc,
-        uniqExact(minute)                                     AS mins,
-        uniqExactIf(minute, value_max >= {{kv_saturation:Float64}}) AS sat
-    FROM engine_minute
-    WHERE {_WINDOW} AND le = 0 AND metric IN {{metrics:Array(String)}}
-    GROUP BY cluster, deployment, metric, host, instance
+SELECT cluster, deployment, metric, host, instance,
+    {
+        _SEGMENTS.format(
+            start="hour",
+            minutes="minutes",
+            saturated=_bits("kv_high.1", "kv_high.2", "v >= {kv_saturation:Float64}"),
+            lowest="lowest",
+            highest="highest",
+            first_at="first.1",
+            first_value="first.2",
+            last_at="last.1",
+            last_value="last.2",
+            total="total",
+            samples="samples",
+        )
+    }
+FROM findings_engine_hour
+WHERE {HOURS} AND metric IN {{metrics:Array(String)}}
+GROUP BY cluster, deployment, metric, host, instance
+SETTINGS optimize_aggregation_in_order = 1
+""",
 )
-GROUP BY cluster, deployment_name, metric_name
-ORDER BY cluster, deployment_name, metric_name
+
+# The same from the minute rollups: every minute row a segment (rows of one minute are
+# merged afterwards).
+ENGINE_MINUTES = Query(
+    "findings.engine_minutes",
+    f"""
+SELECT cluster, deployment, metric, host, instance,
+    {
+        _SEGMENTS.format(
+            start="minute",
+            minutes=_BIT,
+            saturated=f"if(metric = 'kv_cache_usage' AND value_max >= {{kv_saturation:Float64}}, {_BIT}, 0)",
+            lowest="value_min",
+            highest="value_max",
+            first_at="minute",
+            first_value="value_min",
+            last_at="minute",
+            last_value="value_max",
+            total="value_sum",
+            samples="n",
+        )
+    }
+FROM engine_minute
+WHERE {MINUTES} AND le = 0 AND metric IN {{metrics:Array(String)}}
+GROUP BY cluster, deployment, metric, host, instance
 SETTINGS optimize_aggregation_in_order = 1
 """,
 )
