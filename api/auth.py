@@ -101,7 +101,12 @@ def load_secret_key(path: Path, configured: str = "") -> bytes:
 
 
 def sign_session(key: bytes, user_id: int, username: str, role: str, now: float | None = None) -> str:
-    payload = {"uid": user_id, "name": username, "role": role, "exp": int((now or time.time()) + SESSION_SECONDS)}
+    payload = {
+        "uid": user_id,
+        "name": username,
+        "role": role,
+        "exp": int((now or time.time()) + SESSION_SECONDS),
+    }
     body = base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
     mac = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
     return f"{body}.{mac}"
@@ -151,8 +156,9 @@ class RateLimiter:
 Authenticate = Callable[[str, Scope], "Principal | None"]
 """(bearer secret, needed scope) → the token's principal, or None. Set by the app."""
 
-ASGIApp = Callable[[MutableMapping[str, Any], Callable[..., Awaitable[Any]], Callable[..., Awaitable[Any]]],
-                   Awaitable[None]]
+ASGIApp = Callable[
+    [MutableMapping[str, Any], Callable[..., Awaitable[Any]], Callable[..., Awaitable[Any]]], Awaitable[None]
+]
 
 
 class Gatekeeper:
@@ -173,7 +179,9 @@ class Gatekeeper:
         self.ingest_limiter = ingest_limiter
         self.api_limiter = api_limiter
 
-    def check(self, method: str, path: str, headers: dict[str, str], client_host: str | None) -> Principal | None:
+    def check(
+        self, method: str, path: str, headers: dict[str, str], client_host: str | None
+    ) -> Principal | None:
         """The principal allowed to make this request, or raise 401/403/429."""
         needed = required_scope(method, path)
         if needed is None:
@@ -187,7 +195,8 @@ class Gatekeeper:
         wait = limiter.take(principal.key)
         if wait > 0:
             raise TooManyRequests(
-                f"rate limit for {principal.name} reached; retry in {wait:.1f} s", retry_after_s=max(1, round(wait))
+                f"rate limit for {principal.name} reached; retry in {wait:.1f} s",
+                retry_after_s=max(1, round(wait)),
             )
         return principal
 
@@ -209,7 +218,9 @@ class Gatekeeper:
                 return Principal("user", str(payload.get("name", "")), scope, f"user:{payload.get('uid')}")
         if is_loopback(client_host) and self.local_mode():
             return Principal("local", "local mode", "admin", f"local:{client_host}")
-        raise Unauthorized("sign in, or send a token: `Authorization: Bearer <token>` (inferwatch token create)")
+        raise Unauthorized(
+            "sign in, or send a token: `Authorization: Bearer <token>` (inferwatch token create)"
+        )
 
 
 def _cookie(header: str, name: str) -> str:
@@ -224,8 +235,12 @@ class AuthMiddleware:
     """Pure ASGI (no body buffering): checks each HTTP request with the Gatekeeper and
     answers refusals through the app's one error renderer."""
 
-    def __init__(self, app: ASGIApp, gatekeeper: Gatekeeper,
-                 render_error: Callable[[MutableMapping[str, Any], InferwatchError], Any]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        gatekeeper: Gatekeeper,
+        render_error: Callable[[MutableMapping[str, Any], InferwatchError], Any],
+    ) -> None:
         self.app = app
         self.gatekeeper = gatekeeper
         self.render_error = render_error
@@ -237,7 +252,9 @@ class AuthMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         client = scope.get("client")
         try:
-            principal = self.gatekeeper.check(scope["method"], scope["path"], headers, client[0] if client else None)
+            principal = self.gatekeeper.check(
+                scope["method"], scope["path"], headers, client[0] if client else None
+            )
         except InferwatchError as exc:
             response = self.render_error(scope, exc)
             await response(scope, receive, send)

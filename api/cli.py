@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "api.commands.findings",
     "api.commands.report",
     "api.commands.token",
+    "api.commands.user",
 )
 
 

@@ -36,7 +36,9 @@ def parse_bootstrap_tokens(spec: str) -> list[tuple[Scope, str]]:
     for index, item in enumerate(p.strip() for p in spec.split(",") if p.strip()):
         scope, sep, secret = item.partition(":")
         if not sep or scope not in SCOPES:
-            raise ConfigError(f"bootstrap token {index + 1}: write it as scope:secret with scope one of {SCOPES}")
+            raise ConfigError(
+                f"bootstrap token {index + 1}: write it as scope:secret with scope one of {SCOPES}"
+            )
         if not secret.startswith(TOKEN_PREFIX) or len(secret) < len(TOKEN_PREFIX) + 24:
             raise ConfigError(
                 f"bootstrap token {index + 1}: the secret must start with {TOKEN_PREFIX!r} and have at least "
@@ -61,7 +63,9 @@ def bootstrap_tokens(meta: Meta, spec: str) -> int:
 
 def active_tokens(meta: Meta) -> int:
     with meta.session() as s:
-        return int(s.scalar(select(func.count()).select_from(ApiToken).where(ApiToken.revoked_at.is_(None))) or 0)
+        return int(
+            s.scalar(select(func.count()).select_from(ApiToken).where(ApiToken.revoked_at.is_(None))) or 0
+        )
 
 
 def binds_loopback(host: str) -> bool:

@@ -22,4 +22,6 @@ class SecuritySettings(BaseModel):
     ingest_rate_per_s: float = Field(200.0, gt=0, description="OTLP requests a second allowed per token.")
     ingest_burst: int = Field(400, ge=1, description="OTLP requests allowed in a burst per token.")
     api_rate_per_s: float = Field(50.0, gt=0, description="API and page requests a second per token or user.")
-    api_burst: int = Field(200, ge=1, description="API and page requests allowed in a burst per token or user.")
+    api_burst: int = Field(
+        200, ge=1, description="API and page requests allowed in a burst per token or user."
+    )

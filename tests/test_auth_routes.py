@@ -24,7 +24,9 @@ EXPECTED_PUBLIC = {"/healthz", "/login", "/logout"}
 
 
 @pytest.fixture
-def secured(settings: Settings, store: Store, sqlite_meta: Meta) -> Iterator[tuple[TestClient, dict[str, str]]]:
+def secured(
+    settings: Settings, store: Store, sqlite_meta: Meta
+) -> Iterator[tuple[TestClient, dict[str, str]]]:
     # Bound beyond loopback: no local mode, credentials always needed.
     meta = sqlite_meta
     app = create_app(settings.model_copy(update={"host": "0.0.0.0"}), store=store, meta=meta)
@@ -75,11 +77,13 @@ def test_every_route_needs_credentials_of_the_right_scope(secured: tuple[TestCli
         )
         assert signed_out, (method, path, anonymous.status_code)
         wrong = "read" if needed in ("ingest", "admin") else "ingest"
-        refused = client.request(method, path, headers={"Authorization": f"Bearer {secrets[wrong]}"},
-                                 follow_redirects=False)
+        refused = client.request(
+            method, path, headers={"Authorization": f"Bearer {secrets[wrong]}"}, follow_redirects=False
+        )
         assert refused.status_code == 403, (method, path, wrong, refused.status_code)
-        allowed = client.request(method, path, headers={"Authorization": f"Bearer {secrets[needed]}"},
-                                 follow_redirects=False)
+        allowed = client.request(
+            method, path, headers={"Authorization": f"Bearer {secrets[needed]}"}, follow_redirects=False
+        )
         assert allowed.status_code not in (401, 403), (method, path, needed, allowed.status_code)
     assert public <= EXPECTED_PUBLIC | {p for p in public if p.startswith("/static/")}
 

@@ -45,7 +45,12 @@ def test_loopback_addresses() -> None:
 def test_session_cookie_round_trip_and_tampering() -> None:
     key = b"k" * 32
     cookie = sign_session(key, 7, "ada", "admin", now=1000.0)
-    assert read_session(key, cookie, now=1001.0) == {"uid": 7, "name": "ada", "role": "admin", "exp": 1000 + 12 * 3600}
+    assert read_session(key, cookie, now=1001.0) == {
+        "uid": 7,
+        "name": "ada",
+        "role": "admin",
+        "exp": 1000 + 12 * 3600,
+    }
     body, mac = cookie.rsplit(".", 1)
     forged = sign_session(key, 7, "ada", "viewer", now=1000.0).rsplit(".", 1)[0] + "." + mac
     assert read_session(key, forged, now=1001.0) is None

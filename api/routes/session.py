@@ -76,7 +76,11 @@ async def login(
     cookie = sign_session(request.app.state.session_key, user.id, user.username, user.role)  # type: ignore[attr-defined]
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
-        SESSION_COOKIE, cookie, max_age=SESSION_SECONDS, httponly=True, samesite="lax",
+        SESSION_COOKIE,
+        cookie,
+        max_age=SESSION_SECONDS,
+        httponly=True,
+        samesite="lax",
         secure=request.app.state.settings.base_url.startswith("https://"),
     )
     return response
