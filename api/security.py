@@ -42,7 +42,8 @@ def parse_bootstrap_tokens(spec: str) -> list[tuple[Scope, str]]:
         if not secret.startswith(TOKEN_PREFIX) or len(secret) < len(TOKEN_PREFIX) + 24:
             raise ConfigError(
                 f"bootstrap token {index + 1}: the secret must start with {TOKEN_PREFIX!r} and have at least "
-                "24 more characters (e.g. from `python -c 'import secrets; print(\"iwt_\" + secrets.token_urlsafe(32))'`)"
+                "24 more characters, e.g. from "
+                "`python -c 'import secrets; print(\"iwt_\" + secrets.token_urlsafe(32))'`"
             )
         pairs.append((scope, secret))  # type: ignore[arg-type]
     return pairs
@@ -85,8 +86,8 @@ def check_can_listen(host: str, meta: Meta) -> bool:
     if tokens == 0:
         raise ConfigError(
             f"refusing to listen on {host} with no API token: anyone who can reach it could read your fleet. "
-            "Create one (`inferwatch token create --scope admin`) or set INFERWATCH_SECURITY__BOOTSTRAP_TOKENS, "
-            "or bind to 127.0.0.1."
+            "Create one (`inferwatch token create --scope admin`), or set "
+            "INFERWATCH_SECURITY__BOOTSTRAP_TOKENS, or bind to 127.0.0.1."
         )
     return False
 

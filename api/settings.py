@@ -98,7 +98,9 @@ class Settings(BaseSettings):
     max_attribute_bytes: Annotated[int, Field(ge=16)] = Field(
         8192, description="Longest string attribute value kept; longer values are truncated and counted."
     )
-    findings: FindingsSettings = Field(default_factory=FindingsSettings, description="Thresholds of the findings.")
+    findings: FindingsSettings = Field(
+        default_factory=FindingsSettings, description="Thresholds of the findings."
+    )
     cost: CostSettings = Field(default_factory=CostSettings, description="GPU prices for the cost model.")
     web: WebSettings = Field(default_factory=WebSettings, description="The web dashboards.")
     security: SecuritySettings = Field(

@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             Query(
                 "bench.columns",
                 "SELECT name, sum(data_compressed_bytes) AS compressed, sum(data_uncompressed_bytes) AS raw "
-                "FROM system.columns WHERE database = currentDatabase() AND table = 'gpu_samples' GROUP BY name",
+                "FROM system.columns WHERE database = currentDatabase() AND table = 'gpu_samples' "
+                "GROUP BY name",
             )
         )
         parts = store.rows(

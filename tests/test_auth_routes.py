@@ -25,7 +25,7 @@ EXPECTED_PUBLIC = {"/healthz", "/login", "/logout"}
 
 @pytest.fixture
 def secured(
-    settings: Settings, store: Store, sqlite_meta: Meta
+    settings: Settings, store: Store, sqlite_meta: Meta  # noqa: F811 — the imported fixture
 ) -> Iterator[tuple[TestClient, dict[str, str]]]:
     # Bound beyond loopback: no local mode, credentials always needed.
     meta = sqlite_meta
@@ -88,7 +88,9 @@ def test_every_route_needs_credentials_of_the_right_scope(secured: tuple[TestCli
     assert public <= EXPECTED_PUBLIC | {p for p in public if p.startswith("/static/")}
 
 
-def test_the_server_refuses_to_listen_beyond_loopback_without_a_token(sqlite_meta: Meta) -> None:
+def test_the_server_refuses_to_listen_beyond_loopback_without_a_token(
+    sqlite_meta: Meta,  # noqa: F811 — the imported fixture
+) -> None:
     meta = sqlite_meta
     from api.errors import ConfigError
     from api.security import check_can_listen

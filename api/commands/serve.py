@@ -20,7 +20,6 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
-
     from api.security import check_can_listen
 
     settings = settings_from_args(args)

@@ -19,7 +19,8 @@ router = APIRouter(tags=["session"], include_in_schema=False)
 
 _PAGE = Environment(autoescape=True).from_string(
     """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Sign in · inferwatch</title>
 <style>
  :root { color-scheme: light dark; font-family: system-ui, sans-serif; }
@@ -27,8 +28,10 @@ _PAGE = Environment(autoescape=True).from_string(
  form { width: min(22rem, 90vw); display: grid; gap: .75rem; padding: 2rem; border-radius: 12px;
         border: 1px solid color-mix(in srgb, CanvasText 15%, transparent); }
  h1 { font-size: 1.25rem; margin: 0 0 .5rem; } label { display: grid; gap: .25rem; font-size: .9rem; }
- input { font: inherit; padding: .5rem .6rem; border-radius: 6px; border: 1px solid color-mix(in srgb, CanvasText 30%, transparent); }
- button { font: inherit; padding: .55rem; border-radius: 6px; border: 0; background: #2563eb; color: white; cursor: pointer; }
+ input { font: inherit; padding: .5rem .6rem; border-radius: 6px;
+         border: 1px solid color-mix(in srgb, CanvasText 30%, transparent); }
+ button { font: inherit; padding: .55rem; border-radius: 6px; border: 0; background: #2563eb;
+          color: white; cursor: pointer; }
  .error { color: #b91c1c; margin: 0; } .hint { font-size: .8rem; opacity: .7; margin: 0; }
 </style></head>
 <body><form method="post" action="/login">

@@ -15,8 +15,17 @@ from tests.otlp import attributes
 NOW_NS = 1_800_000_000 * 10**9
 
 names = st.sampled_from(
-    [*GPU_FIELDS, *PROCESS_FIELDS, "vllm:num_requests_running", "vllm:cache_config_info",
-     "tgi_batch_inference_duration", "nv_trt_llm_request_metrics", "sglang:token_usage", "unknown_metric", ""]
+    [
+        *GPU_FIELDS,
+        *PROCESS_FIELDS,
+        "vllm:num_requests_running",
+        "vllm:cache_config_info",
+        "tgi_batch_inference_duration",
+        "nv_trt_llm_request_metrics",
+        "sglang:token_usage",
+        "unknown_metric",
+        "",
+    ]
 )
 scalars = st.one_of(
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
@@ -25,8 +34,19 @@ scalars = st.one_of(
     st.booleans(),
 )
 attr_maps = st.dictionaries(
-    st.sampled_from(["gpu.uuid", "gpu.index", "gpu.name", "process.pid", "method", "request_type", "block_size",
-                     "num_gpu_blocks", "x"]),
+    st.sampled_from(
+        [
+            "gpu.uuid",
+            "gpu.index",
+            "gpu.name",
+            "process.pid",
+            "method",
+            "request_type",
+            "block_size",
+            "num_gpu_blocks",
+            "x",
+        ]
+    ),
     scalars,
     max_size=6,
 )
@@ -38,9 +58,24 @@ def requests(draw: st.DrawFn) -> ExportMetricsServiceRequest:
     request = ExportMetricsServiceRequest()
     for _ in range(draw(st.integers(0, 3))):
         rm = request.resource_metrics.add()
-        rm.resource.attributes.extend(attributes(draw(st.dictionaries(
-            st.sampled_from(["host.name", "inferwatch.cluster", "inferwatch.deployment", "inferwatch.gpu.uuids"]),
-            scalars, max_size=4))))
+        rm.resource.attributes.extend(
+            attributes(
+                draw(
+                    st.dictionaries(
+                        st.sampled_from(
+                            [
+                                "host.name",
+                                "inferwatch.cluster",
+                                "inferwatch.deployment",
+                                "inferwatch.gpu.uuids",
+                            ]
+                        ),
+                        scalars,
+                        max_size=4,
+                    )
+                )
+            )
+        )
         metrics = rm.scope_metrics.add().metrics
         for _ in range(draw(st.integers(0, 5))):
             m = metrics.add(name=draw(names))
@@ -54,7 +89,9 @@ def requests(draw: st.DrawFn) -> ExportMetricsServiceRequest:
                     elif isinstance(value, float):
                         p.as_double = value
                 elif kind == "histogram":
-                    p = m.histogram.data_points.add(time_unix_nano=draw(times), count=draw(st.integers(0, 2**32)))
+                    p = m.histogram.data_points.add(
+                        time_unix_nano=draw(times), count=draw(st.integers(0, 2**32))
+                    )
                     p.explicit_bounds.extend(draw(st.lists(st.floats(), max_size=4)))
                     p.bucket_counts.extend(draw(st.lists(st.integers(0, 2**40), max_size=5)))
                     if draw(st.booleans()):

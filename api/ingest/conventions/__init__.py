@@ -8,7 +8,7 @@
 means adding a module here and a line to the tuple.
 """
 
-from api.ingest.conventions import generic, genai, sglang, tgi, vllm
+from api.ingest.conventions import genai, generic, sglang, tgi, vllm
 
 CONVENTIONS = (vllm, sglang, tgi, genai, generic)
 
