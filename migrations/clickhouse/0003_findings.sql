@@ -25,9 +25,9 @@
 -- `low` keeps, for each minute below 20 %, its peak utilisation (%) and peak memory used
 -- (MiB), so the idle and held thresholds are chosen at query time. A busy fleet has no
 -- such minutes and the map stays empty.
--- Sums cover measured rows: util_* of the utilisation above; busy_* only the active
--- minutes ("while busy" in docs/findings.md), dram_* of GPM DRAM bandwidth (GPM rows),
--- mem_util_* of NVML memory utilisation (one value per row, its peak).
+-- Sums: util_* of the utilisation above over measured rows; busy_util_*, busy_dram_* (GPM
+-- DRAM bandwidth, GPM rows) and busy_mem_util_* (NVML memory utilisation, one value per
+-- row: its peak) over the active minutes only ("while busy" in docs/findings.md).
 CREATE TABLE IF NOT EXISTS findings_gpu_hour
 (
     hour                  DateTime('UTC')                                 CODEC(DoubleDelta, ZSTD(1)),

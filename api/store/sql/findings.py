@@ -135,70 +135,78 @@ SETTINGS optimize_aggregation_in_order = 1
 """,
 )
 
-# The same from the minute rollups, for `head` and `tail`: a GPU's minute rows become its
-# "hours" (one per row, merged by hour afterwards), utilisation and its sums as the hourly
-# view takes them. Up to three rows per GPU (telemetry, requests, the host's engine).
+
+def _hours_from_minutes(source: str, ident: str, **values: str) -> str:
+    """A branch of GPU_MINUTES: the minute rows of `source` grouped per GPU (`ident`) and
+    hour (the masks ORed, the sums summed), then per GPU as GPU_HOURS gives them."""
+    v = _GPU_DEFAULTS | values
+    per_hour = ",\n            ".join(
+        [f"max({v[c]}) AS {c}_h" for c in ("name", "deployment", "requests_for", "gpm")]
+        + [f"max({v[c]}) AS {c}_h" for c in ("mem_peak", "mem_total")]
+        + [f"groupBitOr(toUInt64({v[m]})) AS {m}_h" for m in _GPU_PER_HOUR]
+        + [f"sum(toFloat64({v[s]})) AS {s}_h" for s in _GPU_SUMS]
+    )
+    per_gpu = _per_gpu("hour_", **{c: f"{c}_h" for c in _GPU_DEFAULTS})
+    return f"""SELECT cluster, host, gpu_uuid,
+    {per_gpu}
+FROM (
+    SELECT cluster, host, {ident}, toStartOfHour(minute) AS hour_,
+            {per_hour}
+    FROM {source}
+    GROUP BY cluster, host, gpu_uuid, hour_
+)
+GROUP BY cluster, host, gpu_uuid"""
+
+
+_GPU_MINUTE_ROWS = f"""(
+        SELECT *, {_BIT} AS bit_,
+            if(sm_activity_n > 0, sm_activity_max, util_gpu_max) AS peak_,
+            ifNull(peak_ >= 20, 0) AS active_,
+            if(sm_activity_n > 0, sm_activity_sum, toFloat64(util_gpu_sum)) AS util_s_,
+            if(sm_activity_n > 0, sm_activity_n, util_gpu_n) AS util_n_
+        FROM gpu_minute
+        WHERE {MINUTES}
+    )"""
+_FROM_TELEMETRY = _hours_from_minutes(
+    _GPU_MINUTE_ROWS,
+    "gpu_uuid",
+    name="gpu_name",
+    deployment="deployment",
+    reported="bit_",
+    measured="if(peak_ IS NULL, 0, bit_)",
+    busy="if(ifNull(peak_ >= {idle_pct:Float64}, 0), bit_, 0)",
+    held="if(ifNull(mem_used_max, 0) >= toUInt64({held_mib:UInt32}) * 1048576 OR procs_max > 0, bit_, 0)",
+    util_total="if(peak_ IS NULL, 0, util_s_)",
+    util_count="if(peak_ IS NULL, 0, util_n_)",
+    busy_util_total="if(active_, util_s_, 0)",
+    busy_util_count="if(active_, util_n_, 0)",
+    busy_dram_total="if(active_ AND sm_activity_n > 0, dram_bw_sum, 0)",
+    busy_dram_count="if(active_, sm_activity_n, 0)",
+    busy_mem_util_total="if(active_, ifNull(util_mem_max, 0), 0)",
+    busy_mem_util_count="active_ AND util_mem_max IS NOT NULL",
+    gpm="sm_activity_n > 0",
+    mem_peak="mem_used_max",
+    mem_total="mem_total_max",
+)
+_FROM_REQUESTS = _hours_from_minutes(
+    f"(SELECT * FROM inflight_minute WHERE {MINUTES})",
+    "gpu_uuid",
+    requests_for="deployment",
+    inflight=f"if(busy_s > 0, {_BIT}, 0)",
+    inflight_s="busy_s",
+)
+_FROM_ENGINE = _hours_from_minutes(
+    f"(SELECT * FROM engine_minute WHERE {MINUTES} AND metric = 'gpu_busy_seconds'"
+    " AND value_max > value_min)",
+    "'' AS gpu_uuid",
+    engine_busy=_BIT,
+)
+
+# The same from the minute rollups, for `head` and `tail`, utilisation and its sums as the
+# hourly view takes them. Up to three rows per GPU (telemetry, requests, the host's engine).
 GPU_MINUTES = Query(
     "findings.gpu_minutes",
-    f"""
-SELECT cluster, host, gpu_uuid,
-    {
-        _per_gpu(
-            "toStartOfHour(minute)",
-            name="gpu_name",
-            deployment="deployment",
-            reported="bit_",
-            measured="if(peak_ IS NULL, 0, bit_)",
-            busy="if(ifNull(peak_ >= {idle_pct:Float64}, 0), bit_, 0)",
-            held="if(ifNull(mem_used_max, 0) >= toUInt64({held_mib:UInt32}) * 1048576 OR procs_max > 0, "
-            "bit_, 0)",
-            util_total="if(peak_ IS NULL, 0, util_s_)",
-            util_count="if(peak_ IS NULL, 0, util_n_)",
-            busy_util_total="if(active_, util_s_, 0)",
-            busy_util_count="if(active_, util_n_, 0)",
-            busy_dram_total="if(active_ AND sm_activity_n > 0, dram_bw_sum, 0)",
-            busy_dram_count="if(active_, sm_activity_n, 0)",
-            busy_mem_util_total="if(active_, ifNull(util_mem_max, 0), 0)",
-            busy_mem_util_count="active_ AND util_mem_max IS NOT NULL",
-            gpm="sm_activity_n > 0",
-            mem_peak="mem_used_max",
-            mem_total="mem_total_max",
-        )
-    }
-FROM (
-    SELECT *, {_BIT} AS bit_,
-        if(sm_activity_n > 0, sm_activity_max, util_gpu_max) AS peak_,
-        ifNull(peak_ >= 20, 0) AS active_,
-        if(sm_activity_n > 0, sm_activity_sum, toFloat64(util_gpu_sum)) AS util_s_,
-        if(sm_activity_n > 0, sm_activity_n, util_gpu_n) AS util_n_
-    FROM gpu_minute
-    WHERE {MINUTES}
-)
-GROUP BY cluster, host, gpu_uuid
-
-UNION ALL
-
-SELECT cluster, host, gpu_uuid,
-    {
-        _per_gpu(
-            "toStartOfHour(minute)",
-            requests_for="deployment",
-            inflight=f"if(busy_s > 0, {_BIT}, 0)",
-            inflight_s="busy_s",
-        )
-    }
-FROM inflight_minute
-WHERE {MINUTES}
-GROUP BY cluster, host, gpu_uuid
-
-UNION ALL
-
-SELECT cluster, host, '',
-    {_per_gpu("toStartOfHour(minute)", engine_busy=_BIT)}
-FROM engine_minute
-WHERE {MINUTES} AND metric = 'gpu_busy_seconds' AND value_max > value_min
-GROUP BY cluster, host
-""",
+    f"{_FROM_TELEMETRY}\n\nUNION ALL\n\n{_FROM_REQUESTS}\n\nUNION ALL\n\n{_FROM_ENGINE}\n",
 )
 
 # --- per deployment and 5 minutes: fleet sizing and the arrival rate ---------------------
