@@ -7,6 +7,39 @@ of the last N minutes" is `minutes_… = N`. Empty filter strings mean "any".
 
 from api.store.gateway import Query
 
+# The busy time beside each GPU-minute `g` (minute, cluster, host, gpu_uuid), joined as
+# `gb` (request seconds in flight on that GPU) and `hb` (on its host with no GPU named,
+# plus an engine busy clock advancing there). Shared by the gpu_idle alert and the weekly
+# email, so both mean the same thing by "idle".
+BUSY_JOINS = """
+    LEFT JOIN
+    (
+        SELECT minute, cluster, host, gpu_uuid, sum(busy_s) AS busy_s
+        FROM inflight_minute
+        WHERE minute >= {since:DateTime64(6, 'UTC')} AND minute < {until:DateTime64(6, 'UTC')}
+          AND gpu_uuid != ''
+        GROUP BY minute, cluster, host, gpu_uuid
+    ) AS gb ON gb.minute = g.minute AND gb.cluster = g.cluster AND gb.host = g.host
+           AND gb.gpu_uuid = g.gpu_uuid
+    LEFT JOIN
+    (
+        SELECT minute, cluster, host, sum(busy) AS busy_s
+        FROM
+        (
+            SELECT minute, cluster, host, busy_s AS busy
+            FROM inflight_minute
+            WHERE minute >= {since:DateTime64(6, 'UTC')} AND minute < {until:DateTime64(6, 'UTC')}
+              AND gpu_uuid = ''
+            UNION ALL
+            SELECT minute, cluster, host, value_max - value_min AS busy
+            FROM engine_minute
+            WHERE minute >= {since:DateTime64(6, 'UTC')} AND minute < {until:DateTime64(6, 'UTC')}
+              AND metric = 'gpu_busy_seconds'
+        )
+        GROUP BY minute, cluster, host
+    ) AS hb ON hb.minute = g.minute AND hb.cluster = g.cluster AND hb.host = g.host
+"""
+
 # A GPU-minute is idle as the idle finding counts it: peak utilisation (SM activity where
 # GPM reports it, else NVML utilisation) below the threshold, no request in flight on the
 # GPU, nor on its host with no GPU named (`gpu_uuid = ''` in inflight_minute), and no
@@ -34,33 +67,9 @@ GPU_IDLE = Query(
           AND ({deployment:String} = '' OR deployment = {deployment:String})
         GROUP BY minute, cluster, host, gpu_uuid
     ) AS g
-    LEFT JOIN
-    (
-        SELECT minute, cluster, host, gpu_uuid, sum(busy_s) AS busy_s
-        FROM inflight_minute
-        WHERE minute >= {since:DateTime64(6, 'UTC')} AND minute < {until:DateTime64(6, 'UTC')}
-          AND gpu_uuid != ''
-        GROUP BY minute, cluster, host, gpu_uuid
-    ) AS gb ON gb.minute = g.minute AND gb.cluster = g.cluster AND gb.host = g.host
-           AND gb.gpu_uuid = g.gpu_uuid
-    LEFT JOIN
-    (
-        SELECT minute, cluster, host, sum(busy) AS busy_s
-        FROM
-        (
-            SELECT minute, cluster, host, busy_s AS busy
-            FROM inflight_minute
-            WHERE minute >= {since:DateTime64(6, 'UTC')} AND minute < {until:DateTime64(6, 'UTC')}
-              AND gpu_uuid = ''
-            UNION ALL
-            SELECT minute, cluster, host, value_max - value_min AS busy
-            FROM engine_minute
-            WHERE minute >= {since:DateTime64(6, 'UTC')} AND minute < {until:DateTime64(6, 'UTC')}
-              AND metric = 'gpu_busy_seconds'
-        )
-        GROUP BY minute, cluster, host
-    ) AS hb ON hb.minute = g.minute AND hb.cluster = g.cluster AND hb.host = g.host
-    GROUP BY g.cluster, g.host, g.gpu_uuid
+"""
+    + BUSY_JOINS
+    + """    GROUP BY g.cluster, g.host, g.gpu_uuid
     ORDER BY cluster, host, gpu_uuid
     LIMIT 100000
     """,

@@ -3,6 +3,7 @@ GPU and local day (priced in Python with the findings' PriceBook). Idle means wh
 idle finding and the gpu_idle alert mean (see `api.store.sql.alerts.GPU_IDLE`)."""
 
 from api.store.gateway import Query
+from api.store.sql.alerts import BUSY_JOINS
 
 GPU_DAYS = Query(
     "reports.gpu_days",
@@ -22,33 +23,9 @@ GPU_DAYS = Query(
         WHERE minute >= {since:DateTime64(6, 'UTC')} AND minute < {until:DateTime64(6, 'UTC')}
         GROUP BY minute, cluster, host, gpu_uuid
     ) AS g
-    LEFT JOIN
-    (
-        SELECT minute, cluster, host, gpu_uuid, sum(busy_s) AS busy_s
-        FROM inflight_minute
-        WHERE minute >= {since:DateTime64(6, 'UTC')} AND minute < {until:DateTime64(6, 'UTC')}
-          AND gpu_uuid != ''
-        GROUP BY minute, cluster, host, gpu_uuid
-    ) AS gb ON gb.minute = g.minute AND gb.cluster = g.cluster AND gb.host = g.host
-           AND gb.gpu_uuid = g.gpu_uuid
-    LEFT JOIN
-    (
-        SELECT minute, cluster, host, sum(busy) AS busy_s
-        FROM
-        (
-            SELECT minute, cluster, host, busy_s AS busy
-            FROM inflight_minute
-            WHERE minute >= {since:DateTime64(6, 'UTC')} AND minute < {until:DateTime64(6, 'UTC')}
-              AND gpu_uuid = ''
-            UNION ALL
-            SELECT minute, cluster, host, value_max - value_min AS busy
-            FROM engine_minute
-            WHERE minute >= {since:DateTime64(6, 'UTC')} AND minute < {until:DateTime64(6, 'UTC')}
-              AND metric = 'gpu_busy_seconds'
-        )
-        GROUP BY minute, cluster, host
-    ) AS hb ON hb.minute = g.minute AND hb.cluster = g.cluster AND hb.host = g.host
-    GROUP BY day, cluster, host, gpu_uuid
+"""
+    + BUSY_JOINS
+    + """    GROUP BY day, cluster, host, gpu_uuid
     ORDER BY day, cluster, host, gpu_uuid
     LIMIT 1000000
     """,
