@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from api.errors import Forbidden, InferwatchError, TooManyRequests, Unauthorized
+from api.meta.tokens import scope_allows
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +65,6 @@ def is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def scope_allows(granted: str, needed: str) -> bool:
-    """admin may do anything; read and ingest only what they name."""
-    return granted == "admin" or granted == needed
 
 
 @dataclass(frozen=True, slots=True)

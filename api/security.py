@@ -5,7 +5,6 @@ loopback with no token (DESIGN.md §6)."""
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import threading
 import time
@@ -13,14 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from api.auth import AuthMiddleware, Gatekeeper, Principal, RateLimiter, Scope, load_secret_key
+from api.auth import AuthMiddleware, Gatekeeper, Principal, RateLimiter, Scope, is_loopback, load_secret_key
 from api.errors import ConfigError
 from api.meta import Meta
 from api.meta.hashing import hash_token
 from api.meta.models import ApiToken
-from api.meta.tokens import SCOPES, TOKEN_PREFIX
+from api.meta.tokens import PREFIX_CHARS, SCOPES, TOKEN_PREFIX, active_token_count
 from api.security_settings import SecuritySettings
 
 log = logging.getLogger(__name__)
@@ -57,31 +56,20 @@ def bootstrap_tokens(meta: Meta, spec: str) -> int:
         with meta.session() as s:
             if s.scalar(select(ApiToken.id).where(ApiToken.token_hash == digest)) is not None:
                 continue
-            s.add(ApiToken(name="bootstrap", prefix=secret[:12], token_hash=digest, scope=scope))
+            s.add(ApiToken(name="bootstrap", prefix=secret[:PREFIX_CHARS], token_hash=digest, scope=scope))
             created += 1
     return created
 
 
 def active_tokens(meta: Meta) -> int:
     with meta.session() as s:
-        return int(
-            s.scalar(select(func.count()).select_from(ApiToken).where(ApiToken.revoked_at.is_(None))) or 0
-        )
-
-
-def binds_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        return active_token_count(s)
 
 
 def check_can_listen(host: str, meta: Meta) -> bool:
     """Refuse to serve beyond loopback with no token; True when running in local mode."""
     tokens = active_tokens(meta)
-    if binds_loopback(host):
+    if is_loopback(host):
         return tokens == 0
     if tokens == 0:
         raise ConfigError(
@@ -160,7 +148,7 @@ def install(app: FastAPI, render_error: Callable[[Any, Any], Any]) -> None:
         if created:
             log.info("created %d token(s) from INFERWATCH_SECURITY__BOOTSTRAP_TOKENS", created)
     key = load_secret_key(settings.data_dir / "secret_key", sec.secret_key.get_secret_value())
-    local = LocalMode(binds_loopback(settings.host), meta)
+    local = LocalMode(is_loopback(settings.host), meta)
     gate = Gatekeeper(
         local_mode=local,
         authenticate=TokenCache(meta),
