@@ -210,6 +210,40 @@ def test_kv_saturation_and_preemptions_ask_for_more_replicas() -> None:
     assert finding.effect is Effect.COST
 
 
+def test_requests_waiting_with_kv_cache_to_spare_ask_for_a_larger_batch_not_replicas() -> None:
+    # 2 replicas, 8 running + 8 waiting each, KV cache 30 % full (never saturated), no
+    # preemptions, queue p95 1.5 s: the batch limit is full, not the GPUs. Measured on an H100
+    # and an H200 (docs/gpu-e2e.md): 16 requests in flight cost +3.6 % per decode step over 1.
+    engine = EngineStats(
+        {
+            "kv_cache_usage": MetricSummary(mean=0.3, max=0.5, minutes=120, saturated=0, instances=2),
+            "preemptions": MetricSummary(increase=0, instances=2),
+            "requests_running": MetricSummary(mean=8, max=8, instances=2),
+            "requests_waiting": MetricSummary(mean=8, max=8, instances=2),
+        }
+    )
+    traffic = Traffic(requests=300, queue=Quantiles(0.2, 1.0, 1.5, 2.0))
+    finding = undersized(deployment(gpus=2, engine=engine, traffic=traffic), WEEK, S)
+    assert finding is not None
+    assert finding.title.startswith("chat is batch-limited: queue p95 1.50 s while the KV cache has room")
+    assert finding.evidence["batch_limited"] is True
+    assert finding.evidence["batch_limit_needed"] == 16  # 8 running + 8 waiting
+    assert finding.evidence["replicas_needed"] == 2  # no more replicas
+    assert (finding.weekly_usd, finding.effect) == (0.0, Effect.NONE)
+    assert finding.severity is Severity.HIGH  # the queue breaches its limit
+    # the same deployment with its KV cache full asks for replicas: ceil(2 × 16/8 / 0.7) = 6
+    full = EngineStats(
+        {
+            **engine.metrics,
+            "kv_cache_usage": MetricSummary(mean=0.97, max=0.99, minutes=120, saturated=120, instances=2),
+        }
+    )
+    finding = undersized(deployment(gpus=2, engine=full, traffic=traffic), WEEK, S)
+    assert finding is not None and finding.evidence["batch_limited"] is False
+    assert finding.evidence["replicas_needed"] == 6
+    assert finding.weekly_usd == pytest.approx(4 * 2.99 * 168)
+
+
 def test_a_latency_slo_breach_alone_is_under_sized() -> None:
     traffic = Traffic(requests=100, ttft=Quantiles(0.5, 1.5, 2.5, 4.0))
     finding = undersized(deployment(gpus=4, traffic=traffic), WEEK, S)
