@@ -32,6 +32,9 @@ lint: setup
 bench: setup
 	$(BIN)/python -m bench
 
+faults: setup
+	$(BIN)/python scripts/faults.py
+
 screenshots: setup
 	$(BIN)/python scripts/screenshots.py
 

@@ -4,7 +4,6 @@ loopback with no token (DESIGN.md §6)."""
 
 from __future__ import annotations
 
-import hmac
 import logging
 import threading
 import time
@@ -19,7 +18,7 @@ from api.errors import ConfigError
 from api.meta import Meta
 from api.meta.hashing import hash_token
 from api.meta.models import ApiToken
-from api.meta.tokens import PREFIX_CHARS, SCOPES, TOKEN_PREFIX, active_token_count
+from api.meta.tokens import PREFIX_CHARS, SCOPES, TOKEN_PREFIX, active_token_count, find_active_token
 from api.security_settings import SecuritySettings
 
 log = logging.getLogger(__name__)
@@ -82,7 +81,8 @@ def check_can_listen(host: str, meta: Meta) -> bool:
 
 class TokenCache:
     """Verified tokens by hash, for TOKEN_CACHE_SECONDS, so ingest does not hit the database
-    on every request."""
+    on every request. A token's principal comes back whatever its scope (`find_active_token`):
+    the gatekeeper judges the scope, so a wrong scope is a 403 and an unknown token a 401."""
 
     def __init__(self, meta: Meta, clock: Callable[[], float] = time.monotonic) -> None:
         self._meta = meta
@@ -99,21 +99,18 @@ class TokenCache:
             hit = self._cache.get(digest)
         if hit is not None and now - hit[0] < TOKEN_CACHE_SECONDS:
             return hit[1]
-        principal = self._look_up(digest)
+        principal = self._look_up(secret)
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[digest] = (now, principal)
         return principal
 
-    def _look_up(self, digest: str) -> Principal | None:
-        from api.meta.db import utcnow
-
+    def _look_up(self, secret: str) -> Principal | None:
         with self._meta.session() as s:
-            row = s.scalars(select(ApiToken).where(ApiToken.token_hash == digest)).first()
-            if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_hash, digest):
+            row = find_active_token(s, secret)
+            if row is None:
                 return None
-            row.last_used_at = utcnow()
             return Principal("token", row.name or row.prefix, row.scope, f"token:{row.id}")  # type: ignore[arg-type]
 
 

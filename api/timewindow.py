@@ -11,6 +11,9 @@ from api.errors import BadRequest
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_WINDOW = timedelta(days=400)
+EARLIEST = datetime(1971, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+"""Times the API accepts: well inside what the store's DateTime columns can hold."""
 
 
 def parse_duration(text: str) -> timedelta:
@@ -51,4 +54,13 @@ def window_ending(text: str, end: datetime | None = None) -> Window:
     end = end or datetime.now(UTC)
     if end.tzinfo is None:
         end = end.replace(tzinfo=UTC)
+    check_time(end, "the window's end")  # first: a far-past end minus the length overflows
+    check_time(end - length, "the window's start")
     return Window(end - length, end)
+
+
+def check_time(when: datetime, name: str) -> datetime:
+    """`when` (timezone-aware) if the store can hold it; else BadRequest naming `name`."""
+    if not EARLIEST <= when < LATEST:
+        raise BadRequest(f"{name} must be between {EARLIEST.year} and {LATEST.year - 1}")
+    return when

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 
-from collector.export import ExportResult, OtlpHttpExporter, Outcome
+from collector.export import RETRYABLE, ExportResult, OtlpHttpExporter, Outcome
 from collector.queue import Payload, PayloadQueue
 from collector.selfmetrics import CollectorMetrics
 from collector.spool import Spool, SpoolEntry
@@ -21,7 +21,9 @@ from collector.spool import Spool, SpoolEntry
 log = logging.getLogger(__name__)
 
 # A batch the server keeps failing with a 5xx is dropped after this many tries, so that one
-# poisonous batch cannot hold up the spool behind it for ever.
+# poisonous batch cannot hold up the spool behind it for ever. Only 5xx the server does not
+# call retryable count: 502/503/504 say "not now" (the store is down, a proxy is restarting),
+# and dropping a batch for an outage would lose data the spool exists to keep.
 MAX_SERVER_ERRORS = 5
 PAUSE_MIN_S, PAUSE_MAX_S = 1.0, 30.0
 
@@ -144,7 +146,8 @@ class Shipper:
                 log.info("server reachable again; delivering the spool (%d batch(es))", len(self._spool))
             return True
         m.export_failures.labels(str(result.status or "connection")).inc()
-        errors = self._server_errors.get(entry.seq, 0) + 1 if (result.status or 0) >= 500 else 0
+        poison = (result.status or 0) >= 500 and result.status not in RETRYABLE
+        errors = self._server_errors.get(entry.seq, 0) + 1 if poison else 0
         if result.outcome is Outcome.REJECTED or errors >= MAX_SERVER_ERRORS:
             log.warning(
                 "server refused a %s batch of %d item(s) for good (%s); it is dropped",

@@ -222,9 +222,13 @@ class DiskSpool(Spool):
     def _store(self, entry: SpoolEntry, body: bytes) -> None:
         final = self._path(entry)
         tmp = final.with_name(final.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(body)
-        os.replace(tmp, final)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(body)
+            os.replace(tmp, final)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a disk-full write leaves half a file that only takes room
+            raise
 
     def _load(self, entry: SpoolEntry) -> bytes:
         return self._path(entry).read_bytes()

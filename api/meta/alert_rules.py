@@ -65,7 +65,7 @@ class AlertRuleIn(Input):
     finding_kind: Annotated[str, Field(max_length=64)] = Field(
         "", description="finding rules: only this kind"
     )
-    webhook_ids: Annotated[list[int], Field(max_length=100)] = Field(
+    webhook_ids: Annotated[list[Annotated[int, Field(ge=1, le=2**63 - 1)]], Field(max_length=100)] = Field(
         default_factory=list, description="Webhooks to notify; empty: every enabled webhook"
     )
 

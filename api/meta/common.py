@@ -67,6 +67,8 @@ def page_of(items: list[T], limit: int, offset: int) -> Page[T]:
 
 
 def get_or_404(session: Session, model: type[T], key: Any, what: str) -> T:
+    if isinstance(key, int) and not -(2**63) <= key < 2**63:
+        raise NotFound(f"no {what} {key!r}")  # no row has it, and the database can't take it
     row = session.get(model, key)
     if row is None:
         raise NotFound(f"no {what} {key!r}")

@@ -96,22 +96,30 @@ def revoke_token(session: Session, token_id: int) -> TokenOut:
     return TokenOut.model_validate(row)
 
 
-def authenticate_token(
-    session: Session, secret: str, needed: Scope, *, now: datetime | None = None
-) -> TokenOut | None:
-    """The active token `secret` is, if its scope allows `needed`; else None. Records its use."""
+def find_active_token(session: Session, secret: str, *, now: datetime | None = None) -> ApiToken | None:
+    """The active (unrevoked) token row `secret` is, whatever its scope, recording its use;
+    None for an unknown, malformed or revoked secret. The one look-up by hash: callers judge
+    the scope themselves, so they can tell a wrong scope (403) from an unknown token (401)."""
     if not secret.startswith(TOKEN_PREFIX):
         return None
     digest = hash_token(secret)
     row = session.scalars(select(ApiToken).where(ApiToken.token_hash == digest)).first()
     if row is None or not hmac.compare_digest(row.token_hash, digest) or row.revoked_at is not None:
         return None
-    if not scope_allows(row.scope, needed):
-        return None
     now = now or utcnow()
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_PRECISION:
         row.last_used_at = now
         session.flush()
+    return row
+
+
+def authenticate_token(
+    session: Session, secret: str, needed: Scope, *, now: datetime | None = None
+) -> TokenOut | None:
+    """The active token `secret` is, if its scope allows `needed`; else None. Records its use."""
+    row = find_active_token(session, secret, now=now)
+    if row is None or not scope_allows(row.scope, needed):
+        return None
     return TokenOut.model_validate(row)
 
 
