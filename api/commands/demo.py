@@ -1,10 +1,15 @@
 """`inferwatch demo` — the server on the embedded store, fed a simulated week of a mixed GPU
-fleet through its own OTLP/HTTP endpoints, then serving until Ctrl-C."""
+fleet through its own OTLP/HTTP endpoints, then serving until Ctrl-C.
+
+The newest simulated day is fed first and the dashboard URL printed as soon as it is in;
+the older days follow in the background while pages say how many are in."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import select
 import signal
 import socket
 import subprocess
@@ -22,7 +27,7 @@ if TYPE_CHECKING:
     import uvicorn
     from fastapi import FastAPI
 
-    from api.demo import DemoInfo
+    from api.demo import DemoInfo, Loading
     from api.demo.datadir import Marker
     from api.settings import Settings
     from api.store import Store
@@ -92,9 +97,9 @@ def build_app(settings: Settings, info: DemoInfo, *, store: Store | None = None)
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.demo import SIMULATED_CLUSTER, DemoInfo
+    from api.demo import SIMULATED_CLUSTER, DemoInfo, Loading
     from api.demo.datadir import Marker, Plan, plan, read_marker, wipe, write_marker
-    from api.demo.week import GPU_INTERVAL_S
+    from api.demo.week import DAY_MINUTES, GPU_INTERVAL_S
 
     began = time.monotonic()
     if not 1 <= args.hours <= 24 * 30:
@@ -115,18 +120,22 @@ def run(args: argparse.Namespace) -> int:
         assert found is not None
         marker = found
     _check_port_free(settings.host, settings.port)
+    feed = action is Plan.FEED
     info = DemoInfo(
         cluster=SIMULATED_CLUSTER,
         start=datetime.fromtimestamp(marker.start_s, UTC),
         end=datetime.fromtimestamp(marker.end_s, UTC),
         seed=marker.seed,
         gpu_interval_s=GPU_INTERVAL_S,
+        loading=Loading(days=-(-marker.minutes // DAY_MINUTES)) if feed else None,
     )
     _say(
         f"inferwatch demo: data directory {data_dir.resolve()} ({why}); simulated window "
         f"{info.start:%a %d %b %H:%M} – {info.end:%a %d %b %H:%M} UTC, cluster '{SIMULATED_CLUSTER}'"
     )
     app = build_app(settings, info)
+    if feed:
+        _seed(app, marker.seed)
     level = settings.log_level.lower()
     server = uvicorn.Server(
         uvicorn.Config(
@@ -137,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
             log_level="warning" if level == "info" else level,
         )
     )
-    feeder = _Feeder(server, settings, marker, feed=action is Plan.FEED, began=began)
+    feeder = _Feeder(server, settings, marker, info.loading, began=began)
     _serve_until_interrupted(server, feeder)
     return feeder.exit_code
 
@@ -171,34 +180,64 @@ def _serve_until_interrupted(server: uvicorn.Server, feeder: _Feeder) -> None:
 
 
 class _Feeder:
-    """Waits for the server, runs the feeding process, says when the dashboard is ready."""
+    """Waits for the server, runs the feeding process, says when the dashboard is ready:
+    once the newest day is in (the rest keeps loading), or at once when nothing is fed."""
 
     def __init__(
-        self, server: uvicorn.Server, settings: Settings, marker: Marker, *, feed: bool, began: float
+        self,
+        server: uvicorn.Server,
+        settings: Settings,
+        marker: Marker,
+        loading: Loading | None,
+        *,
+        began: float,
     ) -> None:
         self.server = server
         self.settings = settings
         self.marker = marker
-        self.feed = feed
+        self.loading = loading
         self.began = began
         self.exit_code = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
+        self._ready_said = False
 
     def run(self) -> None:
-        url = self.settings.base_url
         # The feeding process simulates the week while the server starts, then waits for it.
-        if self.feed and not self._feed(_local_url(self.settings.host, self.settings.port)):
+        if self.loading is not None and not self._feed(_local_url(self.settings.host, self.settings.port)):
             self.exit_code = 1
             _say("inferwatch demo: stopping; run `inferwatch demo --reset` to try again")
             self.server.should_exit = True
             return
+        if self._stopping.is_set():
+            return
+        if not self._ready_said:
+            self._say_ready()
+        elif self.loading is not None:
+            _say(
+                f"inferwatch demo: all {self.loading.days} days are in after "
+                f"{time.monotonic() - self.began:.0f} s; the next `inferwatch demo` serves the same data."
+            )
+
+    def _say_ready(self) -> None:
         if not self._wait_for_server():
             return
+        self._ready_said = True
+        loading = self.loading
+        rest = loading.days - loading.days_in if loading is not None else 0
+        newest = " with the newest day in" if rest else ""
+        days = f"{rest} older days load" if rest > 1 else "older day loads"
+        later = f"  The {days} in the background; pages say how many days are in.\n" if rest else ""
+        again = (
+            "once all days are in, the next `inferwatch demo` serves the same data"
+            if rest
+            else "the next `inferwatch demo` serves the same data"
+        )
         _say(
-            f"\ninferwatch demo: ready in {time.monotonic() - self.began:.0f} s. Dashboard: {url}/\n"
-            "  Every row is labelled cluster 'demo (simulated)'. Ctrl-C stops the server; "
-            "the next `inferwatch demo` serves the same data."
+            f"\ninferwatch demo: ready in {time.monotonic() - self.began:.0f} s{newest}. "
+            f"Dashboard: {self.settings.base_url}/\n{later}"
+            "  Every row is labelled cluster 'demo (simulated)'; the SLOs and GPU prices under Settings "
+            f"are demo values. Ctrl-C stops the server; {again}."
         )
 
     def _wait_for_server(self) -> bool:
@@ -213,6 +252,11 @@ class _Feeder:
         from api.demo.datadir import write_marker
         from api.demo.feed import REJECTED_SOME
 
+        loading = self.loading
+        assert loading is not None
+        if self._stopping.is_set():
+            return True
+        status_read, status_write = os.pipe()
         command = [
             sys.executable,
             "-m",
@@ -225,19 +269,33 @@ class _Feeder:
             str(self.marker.minutes),
             "--seed",
             str(self.marker.seed),
+            "--status-fd",
+            str(status_write),
         ]
-        if self._stopping.is_set():
-            return True
-        self._process = subprocess.Popen(command)
+        try:
+            self._process = subprocess.Popen(command, pass_fds=(status_write,))
+        finally:
+            os.close(status_write)
         announced = False
-        while self._process.poll() is None:
-            if not announced and self.server.started:
-                announced = True
-                _say(
-                    f"inferwatch demo: server up at {self.settings.base_url} after "
-                    f"{time.monotonic() - self.began:.1f} s; feeding it the simulated fleet's telemetry"
-                )
-            time.sleep(0.05)
+        with os.fdopen(status_read, "rb", buffering=0) as status:
+            pending = b""
+            while True:
+                if not announced and self.server.started:
+                    announced = True
+                    _say(
+                        f"inferwatch demo: server up at {self.settings.base_url} after "
+                        f"{time.monotonic() - self.began:.1f} s; feeding it the simulated fleet's telemetry"
+                    )
+                if not select.select([status], [], [], 0.05)[0]:
+                    continue
+                chunk = status.read(4096)
+                if not chunk:
+                    break  # the feeding process ended
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    self._status(line.decode())
+        self._process.wait()
         if self._stopping.is_set():
             return True  # interrupted: the marker stays incomplete, so the next run feeds again
         if self._process.returncode not in (
@@ -246,7 +304,18 @@ class _Feeder:
         ):  # it said why; with some rejected, serve the rest
             return False
         write_marker(self.settings.data_dir, _completed(self.marker))
+        loading.days_in = loading.days
         return True
+
+    def _status(self, line: str) -> None:
+        """A `days N` line from the feeding process: N days are in."""
+        loading = self.loading
+        word, _, number = line.partition(" ")
+        if loading is None or word != "days" or not number.isdigit():
+            return
+        loading.days_in = min(int(number), loading.days)
+        if not self._ready_said and not loading.done:
+            self._say_ready()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -257,6 +326,15 @@ class _Feeder:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _seed(app: FastAPI, seed: int) -> None:
+    """Save the demo's SLOs, prices and alert rules in its (fresh) metadata database."""
+    from api.demo.fleet import build_fleet
+    from api.demo.seed import seed_metadata
+
+    with app.state.meta.session() as session:
+        seed_metadata(session, build_fleet(seed))
 
 
 def _completed(marker: Marker) -> Marker:

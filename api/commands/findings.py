@@ -1,5 +1,6 @@
 """`inferwatch findings [--window 7d] [--json]` — compute the findings from the store and
-print them as a table (or JSON)."""
+print them as a table (or JSON), at the prices and deployment SLOs saved on the settings
+pages."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import TextIO
 
 from api.commands.common import add_server_options, settings_from_args
 from api.findings.model import Finding, usd
+from api.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from api.store.migrate import migrate
     from api.timewindow import window_ending
 
-    settings = settings_from_args(args)
+    settings = configured(settings_from_args(args))
     window = align(window_ending(args.window, args.end))
     store = open_store(settings)
     try:
@@ -50,6 +52,21 @@ def run(args: argparse.Namespace) -> int:
             window_text=f"{window.start:%Y-%m-%d %H:%M} – {window.end:%Y-%m-%d %H:%M} UTC",
         )
     return 0
+
+
+def configured(settings: Settings) -> Settings:
+    """`settings` with the prices and deployments saved on the settings pages laid over (as
+    the server's findings use them)."""
+    from api.meta import open_meta, upgrade_metadata
+    from api.meta.overlay import with_configured
+
+    upgrade_metadata(settings)
+    meta = open_meta(settings)
+    try:
+        with meta.session() as session:
+            return with_configured(settings, session)
+    finally:
+        meta.close()
 
 
 def print_table(findings: list[Finding], out: TextIO, *, window_text: str) -> None:

@@ -1,19 +1,23 @@
 """Posting the simulated week to a server's OTLP/HTTP endpoints, as collectors would.
 
-`feed` posts batches gzip-compressed through a small thread pool (the encoding of the next
-batches goes on meanwhile), retries what the OTLP spec says to retry (429, 502, 503, 504,
-honouring Retry-After), and counts what the server accepted and rejected from its
-`partial_success` answers.
+`feed` posts batches through a small thread pool (the encoding of the next batches goes
+on meanwhile), uncompressed unless asked (on loopback gzip costs the server more to undo
+than it saves), retries what the OTLP spec says to retry (429, 502, 503, 504, honouring
+Retry-After), and counts what the server accepted and rejected from its `partial_success`
+answers.
 
-`python -m api.demo.feed --url URL --start EPOCH_S --minutes N --seed S` is how
-`inferwatch demo` runs it: in a process of its own, so that making the data and ingesting
-it do not take turns on one interpreter lock.
+`python -m api.demo.feed --url URL --start EPOCH_S --minutes N --seed S [--status-fd FD]`
+is how `inferwatch demo` runs it: in a process of its own, so that making the data and
+ingesting it do not take turns on one interpreter lock. The newest day is fed first; each
+time a day is in, the process prints a line and, with `--status-fd`, writes `days N` (N
+days are in) on that file descriptor, after which the parent may tell people the URL.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import os
 import sys
 import time
 from collections import deque
@@ -52,10 +56,14 @@ class FeedStats:
         return self.spans + self.points
 
 
-def post_batch(client: httpx.Client, batch: Batch) -> tuple[int, str, int]:
-    """Post one batch; (items rejected, the server's reason, compressed bytes)."""
-    body = gzip.compress(batch.body, compresslevel=1, mtime=0)
-    headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}
+def post_batch(client: httpx.Client, batch: Batch, *, compress: bool = False) -> tuple[int, str, int]:
+    """Post one batch, gzip-compressed if `compress`; (items rejected, the server's reason,
+    bytes sent)."""
+    headers = {"Content-Type": "application/x-protobuf"}
+    body = batch.body
+    if compress:
+        body = gzip.compress(body, compresslevel=1, mtime=0)
+        headers["Content-Encoding"] = "gzip"
     delay = 0.5
     for attempt in range(ATTEMPTS):
         try:
@@ -90,10 +98,12 @@ def feed(
     batches: Iterable[Batch],
     *,
     workers: int = 3,
+    compress: bool = False,
     on_batch: Callable[[FeedStats, Batch], None] | None = None,
 ) -> FeedStats:
     """Post every batch through `client` (its base URL the server's); raises FeedError on a
-    batch the server refuses. At most `2 × workers` batches wait in memory."""
+    batch the server refuses. At most `2 × workers` batches wait in memory. `on_batch` is
+    called as each batch is answered, in the order of `batches`."""
     stats = FeedStats()
 
     def settle(batch: Batch, done: Future[tuple[int, str, int]]) -> None:
@@ -115,7 +125,7 @@ def feed(
         pending: deque[tuple[Batch, Future[tuple[int, str, int]]]] = deque()
         try:
             for batch in batches:
-                pending.append((batch, pool.submit(post_batch, client, batch)))
+                pending.append((batch, pool.submit(post_batch, client, batch, compress=compress)))
                 while len(pending) >= 2 * workers:
                     settle(*pending.popleft())
             while pending:
@@ -134,33 +144,45 @@ def say(text: str, *, end: str = "\n") -> None:
     sys.stdout.flush()
 
 
-SPAN_WEIGHT = 6
-"""A span is about six data points' worth of bytes to encode, send and ingest."""
+class DayReporter:
+    """Says when each day is in: a line on stdout, then `days N` on the status file
+    descriptor (if any). Batches come day by day and are answered in order, so once the
+    batch that closes a day is answered, every batch of that day is in."""
 
-
-class Progress:
-    """A line now and then: rewritten in place on a terminal, every tenth otherwise."""
-
-    def __init__(self, spans: int, points: int, started: float) -> None:
-        self.total = max(SPAN_WEIGHT * spans + points, 1)
+    def __init__(self, week: SimulatedWeek, started: float, status_fd: int | None) -> None:
+        self.week = week
         self.started = started
-        self.tty = sys.stdout.isatty()
-        self.shown = -1.0
+        self.status_fd = status_fd
+        self.days_in = 0
 
     def __call__(self, stats: FeedStats, batch: Batch) -> None:
-        share = (SPAN_WEIGHT * stats.spans + stats.points) / self.total
-        now = time.monotonic()
-        if self.tty and now - self.shown < 0.5 and share < 1:
-            return
-        if not self.tty and int(share * 10) <= int(self.shown * 10) and share < 1:
-            return
-        self.shown = now if self.tty else share
-        simulated = time.strftime("%a %H:%M", time.gmtime(batch.until_s))
-        line = (
-            f"  {share:4.0%}  {stats.points / 1e6:5.2f} M data points, {stats.spans / 1e3:6.1f} k spans"
-            f"  (up to {simulated} UTC, {now - self.started:4.1f} s)"
+        if batch.closes_day:
+            self.day_done(stats)
+
+    def day_done(self, stats: FeedStats) -> None:
+        day = self.days_in
+        window = self.week.window
+        end = window.end_s - 86_400 * day
+        start = max(window.start_s, end - 86_400)
+        span = f"{_when(start)} – {_when(end)} UTC"
+        say(
+            f"  day {day + 1} of {self.week.days} in ({span}): {stats.points / 1e6:.2f} M data points "
+            f"and {stats.spans / 1e3:.1f} k spans so far, {time.monotonic() - self.started:.1f} s"
         )
-        say("\r" + line if self.tty else line, end="" if self.tty and share < 1 else "\n")
+        self.days_in += 1
+        self.tell(f"days {self.days_in}")
+
+    def finish(self, stats: FeedStats) -> None:
+        while self.days_in < self.week.days:
+            self.day_done(stats)
+
+    def tell(self, line: str) -> None:
+        if self.status_fd is not None:
+            os.write(self.status_fd, (line + "\n").encode())
+
+
+def _when(epoch_s: int) -> str:
+    return time.strftime("%a %d %b %H:%M", time.gmtime(epoch_s))
 
 
 def wait_until_ready(client: httpx.Client, deadline_s: float) -> None:
@@ -185,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=int, required=True, help="minutes to simulate")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workers", type=int, default=3, help="batches posted at once")
+    parser.add_argument(
+        "--gzip", action="store_true", help="compress the requests (not worth it on loopback)"
+    )
+    parser.add_argument(
+        "--status-fd", type=int, help="file descriptor to write `days N` on as each day is in"
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     window = Window(args.start, args.minutes)
@@ -194,21 +222,21 @@ def main(argv: list[str] | None = None) -> int:
         f"inferwatch demo: simulated {len(week.fleet.gpus)} GPUs and "
         f"{len(week.fleet.deployments)} deployments over {args.minutes / 60:g} h "
         f"({spans:,} requests, {points:,} metric data points) "
-        f"in {time.monotonic() - started:.1f} s; feeding them through OTLP/HTTP"
+        f"in {time.monotonic() - started:.1f} s; feeding them through OTLP/HTTP, newest day first"
     )
+    days = DayReporter(week, started, args.status_fd)
     with httpx.Client(base_url=args.url, timeout=120.0) as client:
         try:
             wait_until_ready(client, 120.0)
-            stats = feed(
-                client, week.batches(), workers=args.workers, on_batch=Progress(spans, points, started)
-            )
+            stats = feed(client, week.batches(), workers=args.workers, compress=args.gzip, on_batch=days)
         except FeedError as exc:
             say(f"inferwatch demo: feeding failed: {exc}")
             return 1
+    days.finish(stats)
     elapsed = time.monotonic() - started
     say(
         f"inferwatch demo: fed {stats.spans:,} spans and {stats.points:,} data points in {stats.batches} "
-        f"requests ({stats.bytes_sent / 1e6:.0f} MB gzip) in {elapsed:.1f} s"
+        f"requests ({stats.bytes_sent / 1e6:.0f} MB{' gzip' if args.gzip else ''}) in {elapsed:.1f} s"
     )
     if stats.rejected:
         say(f"inferwatch demo: the server rejected {stats.rejected} items: " + "; ".join(stats.reasons))

@@ -1,17 +1,21 @@
 """The simulated week as OTLP requests, ready to post.
 
 `SimulatedWeek(seed, window)` simulates every replica and GPU up front (a second or two
-for a week), then `batches()` encodes it chunk by chunk, oldest first, as a tier of
-collectors delivering what they spooled: each collector's GPU and engine metrics, each
-replica's spans, one resource each, packed into requests of at most `max_bytes` before
-compression (OTLP export requests concatenate into one, their resources being a
-repeated field) and `max_items` spans or data points.
+for a week), then `batches()` encodes it chunk by chunk as a tier of collectors delivering
+what they spooled: each collector's GPU and engine metrics, each replica's spans, one
+resource each, packed into requests of at most `max_bytes` (OTLP export requests
+concatenate into one, their resources being a repeated field) and `max_items` spans or
+data points.
+
+The newest day comes first, then the day before, and so on back to the window's start
+(`Batch.day` counts days from the newest): the dashboards look at recent windows, so
+they are useful once the first day is in while the older days still load.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -27,11 +31,13 @@ from api.demo.simulate import (
     simulate_replica,
 )
 
-BATCH_MAX_BYTES = 4 * 1024 * 1024
-"""The collector's default batch limit."""
+BATCH_MAX_BYTES = 15 * 1024 * 1024
+"""Under the server's default limit of 16 MiB per request body: the demo posts
+uncompressed on loopback, and fewer, larger inserts cost the store less per row."""
 BATCH_MAX_ITEMS = 100_000
 """Half the server's default limit on items per request."""
-CHUNK_MINUTES = 240
+CHUNK_MINUTES = 720
+DAY_MINUTES = 1440
 SPANS_PER_RESOURCE = 4096
 GPU_INTERVAL_S = 60
 
@@ -39,12 +45,16 @@ GPU_INTERVAL_S = 60
 @dataclass(frozen=True, slots=True)
 class Batch:
     """One OTLP/HTTP request: `path` is /v1/metrics or /v1/traces; `body` uncompressed
-    protobuf; `items` its data points or spans; `until_s` the simulated time it reaches."""
+    protobuf; `items` its data points or spans; `until_s` the simulated time it reaches;
+    `day` the day of the window it belongs to, counted from the newest (0)."""
 
     path: str
     body: bytes
     items: int
     until_s: int
+    day: int = 0
+    closes_day: bool = False
+    """The last batch of its day: once it is answered, the day is in."""
 
 
 class SimulatedWeek:
@@ -81,20 +91,21 @@ class SimulatedWeek:
 
     # --- sizes, for progress ---------------------------------------------------------------
 
+    @property
+    def days(self) -> int:
+        """Days (of 24 hours, from the window's end; the oldest may be shorter) the batches come in."""
+        return -(-self.window.minutes // DAY_MINUTES)
+
     def span_count(self) -> int:
         return sum(len(r) for r in self.requests.values())
 
     def point_count(self) -> int:
         """Metric data points the whole window holds."""
-        every = slice(0, self.window.minutes)
-        total = 0
+        series = sum(e.series for e in self.engines.values())
         for reading in self.gpus.values():
-            for _, _, field, _ in otlp.GPU_METRICS:
-                if getattr(reading, field) is not None:
-                    total += len(range(*otlp.sampled_rows(field, every).indices(self.window.minutes)))
-            if reading.process_pid is not None:
-                total += self.window.minutes
-        return total + sum(e.series for e in self.engines.values()) * self.window.minutes
+            series += sum(getattr(reading, field) is not None for _, _, field, _ in otlp.GPU_METRICS)
+            series += reading.process_pid is not None
+        return series * self.window.minutes
 
     # --- encoding --------------------------------------------------------------------------
 
@@ -105,15 +116,34 @@ class SimulatedWeek:
         max_bytes: int = BATCH_MAX_BYTES,
         max_items: int = BATCH_MAX_ITEMS,
     ) -> Iterator[Batch]:
-        """Every request to post, oldest simulated time first."""
-        minutes = self.window.minutes
-        for first in range(0, minutes, chunk_minutes):
-            rows = slice(first, min(first + chunk_minutes, minutes))
+        """Every request to post: the newest day first, then each day before it; within a
+        day, oldest simulated time first."""
+        previous: Batch | None = None
+        for batch in self._batches(chunk_minutes, max_bytes, max_items):
+            if previous is not None:
+                yield replace(previous, closes_day=batch.day != previous.day)
+            previous = batch
+        if previous is not None:
+            yield replace(previous, closes_day=True)
+
+    def _batches(self, chunk_minutes: int, max_bytes: int, max_items: int) -> Iterator[Batch]:
+        for day, first, stop in self.chunks(chunk_minutes):
+            rows = slice(first, stop)
             until = self.window.start_s + 60 * rows.stop
             metrics = (piece for host in self.fleet.hosts for piece in self._host_metrics(host, rows))
-            yield from _pack("/v1/metrics", metrics, until, max_bytes, max_items)
+            yield from _pack("/v1/metrics", metrics, until, day, max_bytes, max_items)
             spans = (piece for replica in self.fleet.replicas for piece in self._replica_spans(replica, rows))
-            yield from _pack("/v1/traces", spans, until, max_bytes, max_items)
+            yield from _pack("/v1/traces", spans, until, day, max_bytes, max_items)
+
+    def chunks(self, chunk_minutes: int = CHUNK_MINUTES) -> Iterator[tuple[int, int, int]]:
+        """(day, first minute, end minute) of each chunk of the window, in feeding order.
+        Days are counted back from the window's end, so the oldest may be partial."""
+        minutes = self.window.minutes
+        for day in range(self.days):
+            day_stop = minutes - day * DAY_MINUTES
+            day_first = max(0, day_stop - DAY_MINUTES)
+            for first in range(day_first, day_stop, chunk_minutes):
+                yield day, first, min(first + chunk_minutes, day_stop)
 
     def _collectors(self, host: Host) -> list[tuple[Replica | None, tuple[Gpu, ...]]]:
         """A collector beside each replica on the host, and one for GPUs no replica uses."""
@@ -159,7 +189,7 @@ class SimulatedWeek:
 
 
 def _pack(
-    path: str, pieces: Iterator[tuple[bytes, int]], until: int, max_bytes: int, max_items: int
+    path: str, pieces: Iterator[tuple[bytes, int]], until: int, day: int, max_bytes: int, max_items: int
 ) -> Iterator[Batch]:
     """Concatenate one-resource requests into requests of at most `max_bytes` and `max_items`
     (a single piece over either limit goes alone)."""
@@ -167,10 +197,10 @@ def _pack(
     size = items = 0
     for body, count in pieces:
         if pending and (size + len(body) > max_bytes or items + count > max_items):
-            yield Batch(path, b"".join(pending), items, until)
+            yield Batch(path, b"".join(pending), items, until, day)
             pending, size, items = [], 0, 0
         pending.append(body)
         size += len(body)
         items += count
     if pending:
-        yield Batch(path, b"".join(pending), items, until)
+        yield Batch(path, b"".join(pending), items, until, day)

@@ -6,22 +6,27 @@ run the alembic command itself (e.g. `alembic revision --autogenerate -m "…"`)
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from api.meta.db import create_meta_engine, database_url
 from api.settings import Settings
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
 
 def alembic_config(engine: Engine) -> Config:
     """An Alembic config that runs on `engine` (through one of its connections)."""
+    with quiet_alembic():
+        from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(resources.files("migrations") / "alembic"))
     config.set_main_option(
@@ -30,14 +35,38 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
+@contextmanager
+def quiet_alembic() -> Iterator[None]:
+    """Keep Alembic's INFO lines (plugins set up as it is imported, "Context impl
+    SQLiteImpl", each migration run) out of the output while it is imported and run here;
+    its warnings and errors still show. A level someone set on the `alembic` logger, or
+    DEBUG logging overall, is left alone. (Alembic is imported in the functions below, under
+    this, so importing this module sets up nothing.)"""
+    logger = logging.getLogger("alembic")
+    if logger.level != logging.NOTSET or logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
+        yield
+        return
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(logging.NOTSET)
+
+
 def head_revision() -> str | None:
-    config = Config()
-    config.set_main_option("script_location", str(resources.files("migrations") / "alembic"))
-    return ScriptDirectory.from_config(config).get_current_head()
+    with quiet_alembic():
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+
+        config = Config()
+        config.set_main_option("script_location", str(resources.files("migrations") / "alembic"))
+        return ScriptDirectory.from_config(config).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
-    with engine.connect() as connection:
+    with quiet_alembic(), engine.connect() as connection:
+        from alembic.runtime.migration import MigrationContext
+
         return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -46,7 +75,9 @@ def upgrade_engine(engine: Engine, revision: str = "head") -> str | None:
     if revision == "head" and current_revision(engine) == head_revision():
         return current_revision(engine)
     config = alembic_config(engine)
-    with engine.begin() as connection:
+    with quiet_alembic(), engine.begin() as connection:
+        from alembic import command
+
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
     now = current_revision(engine)
@@ -56,7 +87,9 @@ def upgrade_engine(engine: Engine, revision: str = "head") -> str | None:
 
 def downgrade_engine(engine: Engine, revision: str = "base") -> str | None:
     config = alembic_config(engine)
-    with engine.begin() as connection:
+    with quiet_alembic(), engine.begin() as connection:
+        from alembic import command
+
         config.attributes["connection"] = connection
         command.downgrade(config, revision)
     return current_revision(engine)

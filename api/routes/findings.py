@@ -1,21 +1,22 @@
 """`GET /api/v1/findings` and `GET /api/v1/cost`: the findings and the cost model over a
-window, bounded and paginated (offset cursors over a list computed per request)."""
+window, bounded and paginated (offset cursors over a list computed per request). Both use
+the prices and deployments saved on the settings pages (`api.meta.overlay`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import get_settings, get_store
+from api.deps import get_store
 from api.errors import BadRequest
 from api.findings.engine import align, run_cost, run_findings
 from api.findings.model import Finding, Severity
 from api.findings.unit_cost import CostBy, CostLine
-from api.settings import Settings
+from api.routes.gpus import configured_settings
 from api.store import Store
 from api.timewindow import window_ending
 
@@ -107,6 +108,7 @@ def finding_out(f: Finding) -> FindingOut:
     "/api/v1/findings", response_model=FindingsPage, summary="Findings over a window, most severe first"
 )
 async def list_findings(
+    request: Request,
     window: str = Query("7d", max_length=16, description="Window length: 1d, 7d, 30d, …"),
     end: datetime | None = Query(
         None, description="End of the window (ISO 8601, UTC if no zone); default now"
@@ -115,10 +117,10 @@ async def list_findings(
     limit: int = Query(100, ge=1, le=1000),
     cursor: str | None = Query(None, max_length=16),
     store: Store = Depends(get_store),
-    settings: Settings = Depends(get_settings),
 ) -> FindingsPage:
     w = align(window_ending(window, end))
     offset = _offset(cursor)
+    settings = await run_in_threadpool(configured_settings, request)
     findings = await run_in_threadpool(run_findings, store, settings, w)
     if kind:
         findings = [f for f in findings if f.kind == kind]
@@ -153,6 +155,7 @@ def cost_line_out(line: CostLine) -> CostLineOut:
 
 @router.get("/api/v1/cost", response_model=CostPage, summary="What the fleet cost, grouped")
 async def get_cost(
+    request: Request,
     window: str = Query("7d", max_length=16, description="Window length: 1d, 7d, 30d, …"),
     end: datetime | None = Query(
         None, description="End of the window (ISO 8601, UTC if no zone); default now"
@@ -161,10 +164,10 @@ async def get_cost(
     limit: int = Query(100, ge=1, le=1000),
     cursor: str | None = Query(None, max_length=16),
     store: Store = Depends(get_store),
-    settings: Settings = Depends(get_settings),
 ) -> CostPage:
     w = align(window_ending(window, end))
     offset = _offset(cursor)
+    settings = await run_in_threadpool(configured_settings, request)
     lines = await run_in_threadpool(run_cost, store, settings, w, by)
     total = sum(line.usd for line in lines)
     return CostPage(

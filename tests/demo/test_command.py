@@ -1,5 +1,5 @@
 """`inferwatch demo` as a user runs it: in its own process (chDB allows one data path per
-process), on a short window."""
+process), on a short window of two days (a whole one and an hour)."""
 
 from __future__ import annotations
 
@@ -81,26 +81,34 @@ def demos() -> Iterator[list[Demo]]:
         demo.kill()
 
 
-def test_demo_feeds_a_short_window_serves_it_and_serves_it_again_without_feeding(
+def test_demo_feeds_the_newest_day_first_serves_it_early_and_serves_it_again_without_feeding(
     tmp_path: Path, demos: list[Demo]
 ) -> None:
     data_dir = tmp_path / "demo-data"
-    first = Demo("--hours", "1", "--data-dir", str(data_dir))
+    first = Demo("--hours", "25", "--data-dir", str(data_dir))  # the newest day, then one hour
     demos.append(first)
     first.wait_for("server up", timeout_s=60)
-    fed = first.wait_for("inferwatch demo: fed", timeout_s=120)
-    assert " spans and " in fed
+    first.wait_for("day 1 of 2 in", timeout_s=120)
     ready = first.wait_for("ready in", timeout_s=30)
-    assert f"Dashboard: {first.url}/" in ready
+    assert "with the newest day in" in ready and f"Dashboard: {first.url}/" in ready
+    first.wait_for("older day loads in the background", timeout_s=5)
+    first.wait_for("day 2 of 2 in", timeout_s=120)
+    fed = first.wait_for("inferwatch demo: fed", timeout_s=30)
+    assert " spans and " in fed
+    first.wait_for("all 2 days are in", timeout_s=30)
     assert httpx.get(f"{first.url}/healthz").json()["status"] == "ok"
     marker = json.loads((data_dir / "demo.json").read_text())
-    assert marker["complete"] and marker["minutes"] == 60
+    assert marker["complete"] and marker["minutes"] == 25 * 60
+    # The demo's GPU prices are saved settings (shown as configured, not defaults).
+    prices = {p["gpu_model"]: p for p in httpx.get(f"{first.url}/api/v1/settings/prices").json()["items"]}
+    assert (prices["h100-sxm"]["usd_per_hour"], prices["h100-sxm"]["source"]) == (2.49, "configured")
     assert first.interrupt() == 0
 
-    again = Demo("--hours", "1", "--data-dir", str(data_dir))
+    again = Demo("--hours", "25", "--data-dir", str(data_dir))
     demos.append(again)
     assert "already holds" in again.wait_for("data directory", timeout_s=30)
-    again.wait_for("ready in", timeout_s=60)
+    ready = again.wait_for("ready in", timeout_s=60)
+    assert "newest day" not in ready
     assert not any("feeding" in line for line in again.lines)
     assert httpx.get(f"{again.url}/healthz").status_code == 200
     assert again.interrupt() == 0
