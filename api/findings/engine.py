@@ -134,7 +134,7 @@ def run_cost(store: Store, settings: Settings, window: Window, by: CostBy) -> li
     spans = window_spans(store, window)
     thresholds = {"idle_pct": f.idle_threshold_pct, "held_mib": f.held_memory_mib}
     gpus = gpu_facts(
-        _read(store, spans, sql.GPU_HOURS, sql.GPU_MINUTES, **thresholds), tz="UTC", streak_min=1
+        _read(store, spans, sql.GPU_HOURS, sql.GPU_MINUTES, **thresholds), tz="UTC", streak_min=0
     ).cost
     traffic = []
     if by in (CostBy.DEPLOYMENT, CostBy.MODEL):

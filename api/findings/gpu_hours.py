@@ -205,7 +205,8 @@ def _per_gpu(
     cells = _cells_of(rows.hour, tz)
     idle_cells = _per_gpu_cells(rows.gpu * CELLS + cells, idle_n, n)
     reported_cells = _per_gpu_cells(rows.gpu * CELLS + cells, measured_n, n)
-    streaks = _streaks(idle, rows.hour, rows.gpu, streak_min)
+    # streak_min = 0: no streaks wanted (GPU-hours for cost): the longest step here.
+    streaks = _streaks(idle, rows.hour, rows.gpu, streak_min) if streak_min > 0 else {}
 
     usage, cost = [], []
     for g in np.flatnonzero(is_gpu & (reported > 0)).tolist():  # GPUs only requests named: not watched

@@ -3,13 +3,15 @@
 KV-cache use, and cost per million output tokens, per deployment over a window.
 
 The read functions are what the web pages render too. Windows longer than a day and a
-half read the hourly rollups, shorter ones the minute rollups.
+half read the daily rollup for their whole days and the hourly one for the hours around
+them (series points: hours only); shorter ones the minute rollups. GPU-hours and cost come
+from the fleet's GPU-hours (`api.routes.fleet_rows`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -19,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import get_store
 from api.errors import NotFound
 from api.findings.catalogue import PriceBook
+from api.routes.fleet_rows import GpuHours, by_deployment
 from api.routes.gpus import (
     GpuOut,
     WindowOut,
@@ -27,13 +30,13 @@ from api.routes.gpus import (
     offset_of,
     parse_window,
     read_fleet_hours,
+    read_gpu_hours,
     series_step_s,
     time_buckets,
 )
 from api.settings import Settings
 from api.store import Store
 from api.store.sql.deployments import (
-    DEPLOYMENT_GPU_HOURS,
     DEPLOYMENT_SERIES,
     DEPLOYMENT_SUMMARY,
     ENGINE_SERIES,
@@ -49,6 +52,20 @@ _HOURLY_FROM_S = 36 * 3600
 def resolution(window: Window) -> str:
     """Which rollup a window reads: "hour" past a day and a half, else "minute"."""
     return "hour" if window.seconds > _HOURLY_FROM_S else "minute"
+
+
+def day_span(window: Window, *, days: bool = True) -> dict[str, datetime]:
+    """The whole UTC days of a long window that the daily rollup answers (`days_from`,
+    `days_to`); the hourly one answers the hours around them, from the hour `window`
+    starts in. `days=False` (or no whole day inside): an empty span, every hour from the
+    hourly rollup."""
+    first_hour = window.start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    midnight = first_hour.replace(hour=0)
+    day_from = midnight if midnight == first_hour else midnight + timedelta(days=1)
+    day_to = window.end.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if not days or day_from >= day_to:
+        day_from = day_to = first_hour
+    return {"days_from": day_from, "days_to": day_to}
 
 
 class Percentiles(BaseModel):
@@ -156,22 +173,24 @@ def _safe(num: float, den: float, digits: int = 4) -> float | None:
 
 
 def read_deployments(
-    store: Store, settings: Settings, window: Window, *, deployment: str = ""
+    store: Store, settings: Settings, window: Window, *, deployment: str = "", hours: GpuHours | None = None
 ) -> list[DeploymentOut]:
-    """Every deployment with traffic or GPUs in the window (or just `deployment`)."""
+    """Every deployment with traffic or GPUs in the window (or just `deployment`). `hours`:
+    the fleet's GPU-hours over the window when the caller has read them already."""
     res = resolution(window)
-    params = {"start": window.start, "end": window.end, "deployment": deployment}
+    params = {"start": window.start, "end": window.end, "deployment": deployment, **day_span(window)}
     rows = store.rows(DEPLOYMENT_SUMMARY[res], **params)
     engine: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
     for r in store.rows(ENGINE_SUMMARY[res], **params):
         engine[(r["cluster"], r["deployment"])][r["metric"]] = r
-    prices = PriceBook(settings.cost)
-    cost: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: {"gpus": 0, "hours": 0.0, "usd": 0.0})
-    for row in store.rows(DEPLOYMENT_GPU_HOURS, start=window.start, end=window.end, deployment=deployment):
-        c = cost[(row["cluster"], row["deployment"])]
-        c["gpus"] += row["gpus"]
-        c["hours"] += row["gpu_hours"]
-        c["usd"] += row["gpu_hours"] * prices.per_hour(row["gpu_name"] or "", row["host"])
+    if hours is None:
+        hours = read_gpu_hours(store, settings, window, deployment=deployment)
+    gpu_time = by_deployment(hours, PriceBook(settings.cost).per_hour)
+    cost = {
+        key: {"gpus": t.gpus, "hours": t.hours, "usd": t.usd}
+        for key, t in gpu_time.items()
+        if not deployment or key[1] == deployment
+    }
     seconds = window.seconds
     by_key = {(r["cluster"], r["deployment"]): r for r in rows}
     out = []
@@ -245,7 +264,11 @@ def read_deployment(
     """One deployment: its summary, its series and its GPUs. NotFound when it neither served
     a request nor had a GPU in the window."""
     fleet = read_fleet_hours(store, settings, window, cluster=cluster, deployment=name)
-    found = [d for d in read_deployments(store, settings, window, deployment=name) if d.cluster == cluster]
+    found = [
+        d
+        for d in read_deployments(store, settings, window, deployment=name, hours=fleet.hours)
+        if d.cluster == cluster
+    ]
     if not found:
         raise NotFound(
             f"deployment {name!r} in cluster {cluster!r} has no requests or GPUs in this window; "
@@ -259,6 +282,8 @@ def read_deployment(
         "deployment": name,
         "cluster": cluster,
         "step_s": step,
+        # Series points are hours or less: no daily rows.
+        **day_span(window, days=False),
     }
     rows = {int(as_utc(r["bucket"]).timestamp()): r for r in store.rows(DEPLOYMENT_SERIES[res], **params)}
     eng: dict[int, dict[str, Any]] = defaultdict(dict)

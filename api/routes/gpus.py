@@ -3,9 +3,9 @@ with its hours, idle hours, utilisation and cost, the fleet's utilisation over t
 idle pattern by hour of day and weekday.
 
 The read functions here (`read_fleet`, `read_gpu`) are what the web pages render too, so a
-page and its API call always show the same numbers. They read the hourly rollup for the
-totals and the pattern (`api/store/sql/fleet.py`), and the minute rollup only for series
-finer than an hour (windows of a day or less).
+page and its API call always show the same numbers. They read the hourly rollup's rows for
+the totals and the pattern (`api/store/sql/fleet.py`, merged in `api/routes/fleet_rows.py`),
+and the minute rollup only for series finer than an hour (windows of a day or less).
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import get_store
 from api.errors import NotFound
 from api.findings.catalogue import PriceBook
+from api.routes.fleet_rows import GpuHours, merge
+from api.routes.results import kept
 from api.settings import Settings
 from api.store import Store
-from api.store.sql.fleet import GPU_HOURS, GPU_INFLIGHT, GPU_MINUTE_SERIES
+from api.store.sql.fleet import GPU_INFLIGHT, GPU_MINUTE_SERIES, GPU_ROWS
 from api.timewindow import Window, window_ending
 
 router = APIRouter(tags=["fleet"])
@@ -55,6 +57,17 @@ def configured_settings(request: Request) -> Settings:
 
     with meta.session() as session:
         return with_configured(settings, session)
+
+
+MAX_POINTS = 500
+_ROUND_STEPS = (60, 300, 900, 3600, 7200, 10800, 21600, 43200, 86400)
+
+
+def gpu_step_s(window: Window) -> int:
+    """Seconds per point of one GPU's series: finer than the fleet's (at most an hour), but
+    no more than MAX_POINTS points, on round boundaries."""
+    finest = max(min(series_step_s(window), 3600), -(-int(window.seconds) // MAX_POINTS))
+    return next((s for s in _ROUND_STEPS if s >= finest), 86400)
 
 
 def parse_window(window: str, end: datetime | None) -> Window:
@@ -179,7 +192,9 @@ class FleetData:
     totals: FleetTotals
     by_model: list[ModelLine]
     idle_pattern: IdlePattern
-    hours: pa.Table
+    hours: GpuHours
+    position: np.ndarray
+    """For each GPU of `hours.keys`, its place in `gpus` (-1: not listed)."""
 
 
 def _float(value: object) -> float | None:
@@ -193,6 +208,40 @@ def _ratio(num: float, den: float) -> float | None:
     return num / den if den else None
 
 
+def _int_or_none(value: float) -> int | None:
+    return None if value != value else int(value)
+
+
+def read_gpu_hours(
+    store: Store,
+    settings: Settings,
+    window: Window,
+    *,
+    idle_pct: float = 0.0,
+    cluster: str = "",
+    gpu_uuid: str = "",
+    deployment: str = "",
+) -> GpuHours:
+    """The GPU-hours of `window` from the hourly rollup (idle minutes at `idle_pct`; 0: none
+    counted, and the query skips the threshold), kept while the rollup is unchanged."""
+
+    def compute() -> GpuHours:
+        table = store.arrow(
+            GPU_ROWS,
+            start=window.start,
+            end=window.end,
+            idle_pct=idle_pct,
+            cluster=cluster,
+            gpu_uuid=gpu_uuid,
+            deployment=deployment,
+        )
+        h = merge(table, int(window.start.timestamp()), int(window.end.timestamp()), deployment=deployment)
+        return _only(h, gpu_uuid) if gpu_uuid else h
+
+    key = ("gpu_hours", window.start, window.end, idle_pct, cluster, gpu_uuid, deployment)
+    return kept(store, settings, key, ("findings_gpu_hour",), compute)
+
+
 def read_fleet_hours(
     store: Store,
     settings: Settings,
@@ -204,68 +253,77 @@ def read_fleet_hours(
 ) -> FleetData:
     """Per-GPU totals, fleet totals, cost by GPU model and the idle pattern over `window`."""
     f = settings.findings
-    table = store.arrow(
-        GPU_HOURS,
-        start=window.start,
-        end=window.end,
+    h = read_gpu_hours(
+        store,
+        settings,
+        window,
         idle_pct=f.idle_threshold_pct,
         cluster=cluster,
         gpu_uuid=gpu_uuid,
         deployment=deployment,
     )
+    n = len(h.keys)
+    gpu = h.gpu
+
+    def total(values: np.ndarray) -> list[float]:
+        return np.bincount(gpu, weights=values, minlength=n).tolist()
+
+    def peak(values: np.ndarray) -> list[float]:
+        out = np.full(n, np.nan)
+        np.fmax.at(out, gpu, values.astype(np.float64))
+        return out.tolist()
+
+    last = np.full(n, -1, dtype=np.int64)
+    np.maximum.at(last, gpu, np.arange(len(gpu)))
+    minutes, idle_minutes, held = total(h.minutes), total(h.idle_minutes), total(h.idle_held_minutes)
+    util_sum, util_n = total(h.util_sum), total(h.util_n)
+    power_sum, power_n = total(h.power_sum_mw), total(h.power_n)
+    util_max, mem_used, mem_total = peak(h.util_max), peak(h.mem_used_max), peak(h.mem_total)
+    gpu_index = peak(h.gpu_index)
     prices = PriceBook(settings.cost)
-    grouped = table.group_by(["cluster", "host", "gpu_uuid"], use_threads=False).aggregate(
-        [
-            ("gpu_index", "max"),
-            ("gpu_name", "last"),
-            ("deployment", "last"),
-            ("minutes", "sum"),
-            ("idle_minutes", "sum"),
-            ("idle_held_minutes", "sum"),
-            ("util_sum", "sum"),
-            ("util_n", "sum"),
-            ("util_max_pct", "max"),
-            ("power_sum_mw", "sum"),
-            ("power_n", "sum"),
-            ("mem_used_max_bytes", "max"),
-            ("mem_total_bytes", "max"),
-            ("hour", "max"),
-        ]
-    )
     gpus: list[GpuOut] = []
-    for row in grouped.to_pylist():
-        hours = row["minutes_sum"] / 60
-        idle = row["idle_minutes_sum"] / 60
-        price = prices.per_hour(row["gpu_name_last"] or "", row["host"])
-        util = _ratio(row["util_sum_sum"] or 0.0, row["util_n_sum"] or 0)
-        power = _ratio(row["power_sum_mw_sum"] or 0, row["power_n_sum"] or 0)
+    listed: list[int] = []
+    for i, row in enumerate(last.tolist()):
+        if row < 0:
+            continue
+        cl, host, uuid = h.keys[i]
+        name = h.gpu_names[h.gpu_name[row]] if h.gpu_names else ""
+        hours = minutes[i] / 60
+        idle = idle_minutes[i] / 60
+        price = prices.per_hour(name, host)
+        util = _ratio(util_sum[i], util_n[i])
+        power = _ratio(power_sum[i], power_n[i])
+        listed.append(i)
         gpus.append(
             GpuOut(
-                cluster=row["cluster"],
-                host=row["host"],
-                gpu_uuid=row["gpu_uuid"],
-                gpu_index=row["gpu_index_max"] or 0,
-                gpu_name=row["gpu_name_last"] or "",
-                deployment=row["deployment_last"] or "",
+                cluster=cl,
+                host=host,
+                gpu_uuid=uuid,
+                gpu_index=int(gpu_index[i]),
+                gpu_name=name,
+                deployment=h.deployments[h.deployment[row]] if h.deployments else "",
                 hours=round(hours, 4),
                 idle_hours=round(idle, 4),
-                idle_held_hours=round(row["idle_held_minutes_sum"] / 60, 4),
+                idle_held_hours=round(held[i] / 60, 4),
                 idle_share=round(idle / hours, 4) if hours else 0.0,
                 util_mean_pct=None if util is None else round(util, 2),
-                util_max_pct=round(float(row["util_max_pct_max"] or 0), 2),
+                util_max_pct=round(float(util_max[i]), 2),
                 power_mean_w=None if power is None else round(power / 1000, 1),
-                mem_used_max_bytes=row["mem_used_max_bytes_max"],
-                mem_total_bytes=row["mem_total_bytes_max"],
+                mem_used_max_bytes=_int_or_none(mem_used[i]),
+                mem_total_bytes=_int_or_none(mem_total[i]),
                 usd_per_hour=round(price, 4),
                 cost_usd=round(hours * price, 2),
                 idle_cost_usd=round(idle * price, 2),
-                last_seen=as_utc(row["hour_max"]),
+                last_seen=datetime.fromtimestamp(int(h.hour[row]), UTC),
             )
         )
-    gpus.sort(key=lambda g: (g.cluster, g.host, g.gpu_index, g.gpu_uuid))
-    util_total = _ratio(
-        float(pc.sum(table["util_sum"]).as_py() or 0), float(pc.sum(table["util_n"]).as_py() or 0)
+    order = sorted(
+        range(len(gpus)), key=lambda k: (gpus[k].cluster, gpus[k].host, gpus[k].gpu_index, gpus[k].gpu_uuid)
     )
+    gpus = [gpus[k] for k in order]
+    position = np.full(n, -1, dtype=np.int64)
+    position[[listed[k] for k in order]] = np.arange(len(order))
+    util_total = _ratio(float(h.util_sum.sum()), float(h.util_n.sum()))
     hours_total = sum(g.hours for g in gpus)
     cost_total = sum(g.cost_usd for g in gpus)
     totals = FleetTotals(
@@ -278,7 +336,20 @@ def read_fleet_hours(
         cost_usd_per_week=round(cost_total / window.weeks, 2) if window.seconds else 0.0,
         util_mean_pct=None if util_total is None else round(util_total, 2),
     )
-    return FleetData(gpus, totals, _by_model(gpus), idle_pattern(table, f.timezone), table)
+    return FleetData(gpus, totals, _by_model(gpus), idle_pattern(h, f.timezone), h, position)
+
+
+def _only(h: GpuHours, uuid: str) -> GpuHours:
+    """`h` without GPUs other than `uuid` (the query also reads the hosts' rows)."""
+    wanted = np.array([k[2] == uuid for k in h.keys] or [False])
+    keep = np.flatnonzero(wanted[h.gpu]) if len(h.gpu) else np.zeros(0, dtype=np.int64)
+    if len(keep) == len(h.gpu):
+        return h
+    fields = {name: getattr(h, name) for name in h.__dataclass_fields__}
+    for name, value in fields.items():
+        if isinstance(value, np.ndarray):
+            fields[name] = value[keep]
+    return GpuHours(**fields)
 
 
 def _by_model(gpus: Sequence[GpuOut]) -> list[ModelLine]:
@@ -294,22 +365,20 @@ def _by_model(gpus: Sequence[GpuOut]) -> list[ModelLine]:
     return sorted(lines.values(), key=lambda m: -m.cost_usd)
 
 
-def idle_pattern(hours: pa.Table, tz_name: str) -> IdlePattern:
+def idle_pattern(hours: GpuHours, tz_name: str) -> IdlePattern:
     """Mean idle GPUs per weekday × hour slot: idle GPU-minutes in the slot / 60 / the number
     of distinct clock hours of that slot in the data."""
     tz = ZoneInfo(tz_name)
     idle = np.zeros((7, 24))
-    seen: list[list[set[int]]] = [[set() for _ in range(24)] for _ in range(7)]
-    by_hour = hours.group_by(["hour"]).aggregate([("idle_minutes", "sum")])
-    for stamp, minutes in zip(
-        by_hour["hour"].to_pylist(), by_hour["idle_minutes_sum"].to_pylist(), strict=True
-    ):
-        local = as_utc(stamp).astimezone(tz)
+    seen = np.zeros((7, 24))
+    stamps, at = np.unique(hours.hour, return_inverse=True)
+    per_hour = np.bincount(at, weights=hours.idle_minutes, minlength=len(stamps))
+    for stamp, minutes in zip(stamps.tolist(), per_hour.tolist(), strict=True):
+        local = datetime.fromtimestamp(stamp, tz)
         idle[local.weekday(), local.hour] += minutes
-        seen[local.weekday()][local.hour].add(int(as_utc(stamp).timestamp()))
+        seen[local.weekday(), local.hour] += 1
     cells: list[list[float | None]] = [
-        [round(idle[d, h] / 60 / len(seen[d][h]), 2) if seen[d][h] else None for h in range(24)]
-        for d in range(7)
+        [round(idle[d, h] / 60 / seen[d, h], 2) if seen[d, h] else None for h in range(24)] for d in range(7)
     ]
     return IdlePattern(timezone=tz_name, weekdays=list(WEEKDAYS), hours=list(range(24)), idle_gpus=cells)
 
@@ -325,11 +394,10 @@ def read_utilisation(
     util_n = np.zeros((len(data.gpus), len(times)))
     t0 = int(times[0].timestamp()) if times else 0
     if step_s >= 3600:
-        table = data.hours
-        rows = row_index(table["gpu_uuid"], index)
-        cols = (epoch_seconds(table["hour"]) - t0) // step_s
-        usum = np.nan_to_num(table["util_sum"].to_numpy(zero_copy_only=False).astype(float))
-        un = np.nan_to_num(table["util_n"].to_numpy(zero_copy_only=False).astype(float))
+        h = data.hours
+        rows = data.position[h.gpu] if len(h.gpu) else np.zeros(0, dtype=np.int64)
+        cols = (h.hour - t0) // step_s
+        usum, un = h.util_sum, h.util_n
     else:
         table = store.arrow(
             GPU_MINUTE_SERIES, start=window.start, end=window.end, step_s=step_s, cluster=cluster, gpu_uuid=""
@@ -338,10 +406,10 @@ def read_utilisation(
         cols = (epoch_seconds(table["bucket"]) - t0) // step_s
         usum = np.nan_to_num(table["util_mean_pct"].to_numpy(zero_copy_only=False).astype(float))
         un = np.ones(len(rows))
-    r = rows
-    ok = (r >= 0) & (cols >= 0) & (cols < len(times))
-    np.add.at(util_sum, (r[ok], cols[ok]), usum[ok])
-    np.add.at(util_n, (r[ok], cols[ok]), un[ok])
+    ok = (rows >= 0) & (cols >= 0) & (cols < len(times))
+    cell = rows[ok] * len(times) + cols[ok]
+    util_sum = np.bincount(cell, weights=usum[ok], minlength=util_sum.size).reshape(util_sum.shape)
+    util_n = np.bincount(cell, weights=un[ok], minlength=util_n.size).reshape(util_n.shape)
     with np.errstate(invalid="ignore", divide="ignore"):
         matrix = np.where(util_n > 0, util_sum / np.where(util_n > 0, util_n, 1), np.nan)
         reporting = np.any(~np.isnan(matrix), axis=0) if matrix.size else np.zeros(len(times), bool)
@@ -379,13 +447,18 @@ def row_index(column: pa.ChunkedArray, index: dict[str, int]) -> np.ndarray:
 
 
 def _nanpercentile(matrix: np.ndarray, q: float) -> np.ndarray:
+    """Per column, the q-th percentile of its non-NaN values (numpy's linear method)."""
     if matrix.size == 0:
         return np.full(matrix.shape[1] if matrix.ndim == 2 else 0, np.nan)
-    out = np.full(matrix.shape[1], np.nan)
-    has = np.any(~np.isnan(matrix), axis=0)
-    if has.any():
-        out[has] = np.nanpercentile(matrix[:, has], q, axis=0)
-    return out
+    ordered = np.sort(matrix, axis=0)  # NaN last
+    count = np.sum(~np.isnan(matrix), axis=0)
+    pos = q / 100 * np.maximum(count - 1, 0)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(count - 1, 0))
+    columns = np.arange(matrix.shape[1])
+    low, high = ordered[lo, columns], ordered[hi, columns]
+    out = low + (high - low) * (pos - lo)
+    return np.where(count > 0, out, np.nan)
 
 
 def _list(values: np.ndarray, mask: np.ndarray | None = None) -> list[float | None]:
@@ -435,7 +508,7 @@ def read_gpu(store: Store, settings: Settings, window: Window, uuid: str) -> Gpu
             f"GPU {uuid} reported nothing between {window.start:%Y-%m-%d %H:%M} and "
             f"{window.end:%Y-%m-%d %H:%M} UTC; try a longer window"
         )
-    step = min(series_step_s(window), 3600)
+    step = gpu_step_s(window)
     table = store.arrow(
         GPU_MINUTE_SERIES, start=window.start, end=window.end, step_s=step, cluster="", gpu_uuid=uuid
     )

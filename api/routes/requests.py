@@ -14,6 +14,7 @@ from api.deps import get_store
 from api.errors import BadRequest
 from api.store import Store
 from api.store.sql.requests import LIST_REQUESTS
+from api.timewindow import check_time
 
 router = APIRouter(tags=["requests"])
 
@@ -64,8 +65,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         micros, span_id = raw.split(":", 1)
-        return _EPOCH + timedelta(microseconds=int(micros)), span_id
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        return check_time(_EPOCH + timedelta(microseconds=int(micros)), "cursor"), span_id
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError, BadRequest) as exc:
         raise BadRequest("cursor is not one this API returned") from exc
 
 
@@ -81,8 +82,8 @@ async def list_requests(
     store: Store = Depends(get_store),
 ) -> RequestPage:
     now = datetime.now(UTC)
-    until = _utc(until) if until else now + timedelta(seconds=1)
-    since = _utc(since) if since else until - timedelta(days=1)
+    until = check_time(_utc(until), "until") if until else now + timedelta(seconds=1)
+    since = check_time(_utc(since), "since") if since else until - timedelta(days=1)
     if since >= until:
         raise BadRequest("since must be before until")
     before_time, before_span = decode_cursor(cursor) if cursor else (_FAR_FUTURE, "")

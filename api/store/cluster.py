@@ -14,6 +14,12 @@ function `cluster_transform(cluster, database)` returns. Where a statement goes:
   each shard rolls up its own rows; the rollup's Distributed table then reads every shard's
   partial aggregates, which queries re-aggregate (they always ``GROUP BY``; never rely on
   ``FINAL`` alone to merge a rollup key, which may exist on several shards).
+- ``DROP VIEW IF EXISTS v`` and ``DROP TABLE IF EXISTS t`` run ``ON CLUSTER``; a table goes
+  with its ``t_local`` tables (the Distributed table first, so nothing routes rows to a
+  dropped shard table).
+- ``INSERT INTO r (...) SELECT ... FROM t ...`` (a backfill between rollups) runs once,
+  through the Distributed tables: it reads every shard and the sharding key routes each
+  row to the shard where the views would have written it.
 - ``schema_migrations`` is one replicated table on every node (all nodes in one replica
   set, no Distributed table), so any node answers which migrations ran cluster-wide. The
   statement that creates it is preceded by ``CREATE DATABASE ... ON CLUSTER``.
@@ -91,6 +97,11 @@ _JOIN = re.compile(r"(?P<before>[A-Za-z_]\w*)\s+JOIN\b", re.I)
 _ORDER_BY = re.compile(
     r"\bORDER\s+BY\s+(?P<key>.*?)(?=\s+(?:PRIMARY\s+KEY|SAMPLE\s+BY|TTL|SETTINGS)\b|$)", re.I | re.S
 )
+_DROP = re.compile(r"DROP\s+(?P<kind>VIEW|TABLE)\s+IF\s+EXISTS\s+(?P<name>[A-Za-z_]\w*)", re.I)
+_INSERT_SELECT = re.compile(
+    r"INSERT\s+INTO\s+(?P<target>[A-Za-z_]\w*)\s*(?P<columns>\([^()]*\))?\s*(?P<select>SELECT\b.*)",
+    re.I | re.S,
+)
 _ON_CLUSTER = re.compile(r"\bON\s+CLUSTER\b", re.I)
 _WORD = re.compile(r"[A-Za-z_]\w*")
 
@@ -120,9 +131,14 @@ def cluster_transform(cluster: str, database: str) -> Callable[[str], list[str]]
             return _create_view(sql, cluster, database)
         if _ALTER_COLUMNS.fullmatch(sql):
             return _alter_columns(sql, cluster, database)
+        if _DROP.fullmatch(sql):
+            return _drop(sql, cluster, database)
+        if _INSERT_SELECT.fullmatch(sql):
+            return _insert_select(sql, database)
         raise UnsupportedStatement(
-            "cluster mode knows CREATE TABLE, CREATE MATERIALIZED VIEW ... TO and ALTER TABLE "
-            f"... ADD/DROP/MODIFY/COMMENT COLUMN; extend api/store/cluster.py for: {_head(sql)}"
+            "cluster mode knows CREATE TABLE, CREATE MATERIALIZED VIEW ... TO, ALTER TABLE "
+            "... ADD/DROP/MODIFY/COMMENT COLUMN, DROP VIEW/TABLE IF EXISTS and INSERT ... SELECT; "
+            f"extend api/store/cluster.py for: {_head(sql)}"
         )
 
     return transform
@@ -235,6 +251,37 @@ def _alter_columns(sql: str, cluster: str, database: str) -> list[str]:
         f"ALTER TABLE {database}.{name}{LOCAL_SUFFIX} ON CLUSTER '{cluster}' {action}",
         f"ALTER TABLE {database}.{name} ON CLUSTER '{cluster}' {action}",
     ]
+
+
+# --- DROP, INSERT ... SELECT ---------------------------------------------------------------------
+
+
+def _drop(sql: str, cluster: str, database: str) -> list[str]:
+    match = _DROP.fullmatch(sql)
+    assert match is not None
+    kind, name = match.group("kind").upper(), match.group("name")
+    if name == MIGRATIONS_TABLE:
+        raise UnsupportedStatement(f"refusing to drop {MIGRATIONS_TABLE}")
+    head = f"DROP {kind} IF EXISTS {database}.{name}"
+    if kind == "VIEW":
+        return [f"{head} ON CLUSTER '{cluster}'"]
+    return [f"{head} ON CLUSTER '{cluster}'", f"{head}{LOCAL_SUFFIX} ON CLUSTER '{cluster}'"]
+
+
+def _insert_select(sql: str, database: str) -> list[str]:
+    match = _INSERT_SELECT.fullmatch(sql)
+    assert match is not None
+    target, columns, select = match.group("target"), match.group("columns") or "", match.group("select")
+    if target == MIGRATIONS_TABLE:
+        raise UnsupportedStatement(f"INSERT into {MIGRATIONS_TABLE} is migrate()'s own")
+    sources = list(_FROM.finditer(select))
+    if len(sources) != 1 or sources[0].group("source") == "(" or "." in sources[0].group("source"):
+        raise UnsupportedStatement(f"INSERT INTO {target} ... SELECT: expected one FROM a table here")
+    if any(join.group("before").upper() != "ARRAY" for join in _JOIN.finditer(select)):
+        raise UnsupportedStatement(f"INSERT INTO {target} ... SELECT: no joins in cluster mode")
+    source, at = sources[0].group("source"), sources[0].start("source")
+    rewritten = f"{select[:at]}{database}.{source}{select[at + len(source) :]}"
+    return [f"INSERT INTO {database}.{target} {columns}\n{rewritten}".replace(" \n", "\n")]
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ class PageInfo:
     step_s: int = 0
     pinned_end: bool = False
     simulated: bool = False
+    loading: str = ""
+    """While `inferwatch demo` still feeds older days: how many are in (see `api.demo`)."""
     window_choices: tuple[str, ...] = WINDOW_CHOICES
 
 
@@ -56,6 +58,7 @@ class PageRequest:
             step_s=series_step_s(self.window) if step_s is None else step_s,
             pinned_end=self.pinned_end,
             simulated=is_simulated(self.request, clusters),
+            loading=_loading_note(self.request),
         )
 
 
@@ -66,6 +69,12 @@ def is_simulated(request: Request, clusters: Iterable[str] = ()) -> bool:
     if getattr(request.app.state, "demo", None):
         return True
     return any(is_simulated_cluster(c) for c in clusters)
+
+
+def _loading_note(request: Request) -> str:
+    from api.demo import loading_note
+
+    return loading_note(request.app.state)
 
 
 def page_request(request: Request, *, default_window: str = "") -> PageRequest:

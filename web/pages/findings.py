@@ -14,13 +14,14 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import BadRequest, NotFound
-from api.findings.engine import run_findings
+from api.findings.engine import align, run_findings
 from api.meta.acks import AckIn, AckOut, delete_ack, list_acks, set_ack
 from api.routes.findings import FindingOut, finding_out
 from api.timewindow import Window
 from web.auth import current_user
 from web.pages.common import PageInfo, PageRequest, page_request
 from web.render import respond
+from web.results import cached, settings_digest
 
 router = APIRouter(include_in_schema=False)
 
@@ -123,7 +124,13 @@ def load_views(pr: PageRequest) -> list[FindingView]:
     """Every finding over the page's window with its acknowledgement state."""
     acks = _acks(pr)
     views = []
-    for f in run_findings(pr.store, pr.settings, pr.window):
+    window = align(pr.window)
+    findings = cached(
+        pr.request,
+        ("findings", window.start, window.end, settings_digest(pr.settings)),
+        lambda: run_findings(pr.store, pr.settings, window),
+    )
+    for f in findings:
         out = finding_out(f)
         ack = acks.get(out.id)
         muted = "" if ack is None else ("acknowledged" if ack.action == "ack" else "snoozed")

@@ -3,15 +3,14 @@ and the daily trend of spend and idle spend."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-import pyarrow as pa
+import numpy as np
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.routes.gpus import FleetTotals, ModelLine, as_utc, epoch_seconds, read_fleet_hours
+from api.routes.gpus import FleetData, FleetTotals, ModelLine, read_fleet_hours
 from web.pages.common import PageInfo, page_request
 from web.pages.findings import FindingView, WasteLine, load_views, waste_by_cause
 from web.render import respond
@@ -39,29 +38,25 @@ class OverviewPage:
     trend: DailyTrend
 
 
+def daily_trend(data: FleetData) -> DailyTrend:
+    """Spend and idle spend per UTC day: each GPU-hour's minutes at its GPU's price."""
+    h = data.hours
+    listed = data.position[h.gpu] >= 0 if len(h.gpu) else np.zeros(0, dtype=bool)
+    price = np.array([g.usd_per_hour for g in data.gpus] or [0.0])[data.position[h.gpu][listed]]
+    days, at = np.unique(h.hour[listed] // 86400 * 86400, return_inverse=True)
+    cost = np.bincount(at, weights=h.minutes[listed] / 60 * price, minlength=len(days))
+    idle = np.bincount(at, weights=h.idle_minutes[listed] / 60 * price, minlength=len(days))
+    return DailyTrend(
+        [datetime.fromtimestamp(d, UTC) for d in days.tolist()],
+        [round(c, 2) for c in cost.tolist()],
+        [round(i, 2) for i in idle.tolist()],
+    )
+
+
 def build_overview(request: Request) -> OverviewPage:
     pr = page_request(request)
     data = read_fleet_hours(pr.store, pr.settings, pr.window)
-    price = {g.gpu_uuid: g.usd_per_hour for g in data.gpus}
-    cost: dict[datetime, float] = defaultdict(float)
-    idle: dict[datetime, float] = defaultdict(float)
-    hours = data.hours
-    day = pa.array(epoch_seconds(hours["hour"]) // 86400 * 86400)
-    by_day = (
-        pa.table(
-            {"gpu_uuid": hours["gpu_uuid"], "day": day, "m": hours["minutes"], "i": hours["idle_minutes"]}
-        )
-        .group_by(["gpu_uuid", "day"])
-        .aggregate([("m", "sum"), ("i", "sum")])
-    )
-    for uuid, stamp, minutes, idle_minutes in zip(
-        *(by_day[c].to_pylist() for c in ("gpu_uuid", "day", "m_sum", "i_sum")), strict=True
-    ):
-        when = as_utc(stamp)
-        cost[when] += minutes / 60 * price.get(uuid, 0.0)
-        idle[when] += idle_minutes / 60 * price.get(uuid, 0.0)
-    days = sorted(cost)
-    trend = DailyTrend(days, [round(cost[d], 2) for d in days], [round(idle[d], 2) for d in days])
+    trend = daily_trend(data)
     views = [v for v in load_views(pr) if not v.muted]
     waste = waste_by_cause(views)
     return OverviewPage(

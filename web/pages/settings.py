@@ -22,7 +22,7 @@ from api.errors import BadRequest, NotFound
 from api.meta import alert_rules, deployments, prices, recipients, tokens, webhooks
 from api.meta.common import parse
 from web.forms import FormField, field_errors, fields_of, form_values
-from web.pages.common import PageInfo
+from web.pages.common import PageInfo, is_simulated
 from web.render import respond
 
 router = APIRouter(include_in_schema=False)
@@ -255,7 +255,10 @@ def build(
                 d.model_dump(mode="json", exclude={"payload"})
                 for d in webhooks.list_deliveries(session, limit=50).items
             ]
-    info = PageInfo(title=f"Settings · {section.title}", path=f"/settings/{slug}")
+    # The demo's settings are demo values: its pages say so like every other page.
+    info = PageInfo(
+        title=f"Settings · {section.title}", path=f"/settings/{slug}", simulated=is_simulated(request)
+    )
     return SettingsPage(
         info,
         slug,

@@ -1,106 +1,148 @@
 """Deployment queries: latency percentiles, phase split, load and cost per deployment,
-read from the rollups (`deployment_minute`/`_hour`, `engine_minute`/`_hour`); and the
-requests explorer's sorted keyset pages over raw `requests`.
+read from the rollups (`deployment_minute` for short windows; `findings_deployment_day`
+for the whole days of long ones and `findings_deployment_hour` for their other hours;
+`engine_minute`/`findings_engine_hour`); and the requests explorer's sorted keyset pages
+over raw `requests`.
 
 Quantile states merge across unmerged rollup rows; the four levels are (0.5, 0.9, 0.95,
-0.99). GPU-hours and cost per deployment come from the fleet read (`fleet.GPU_HOURS`).
+0.99). GPU-hours and cost per deployment come from the fleet read (`fleet.GPU_ROWS`).
 """
 
 from api.store.gateway import Query
-from api.store.sql.fleet import WINDOW_BOUNDS, in_window_mask
 
-# Each read exists twice, over the minute and the hourly rollups (same columns): a window
-# longer than a day and a half reads hours, a shorter one minutes. The table names below are
-# constants of this module, never input.
+# Each read exists over the minute rollups and over the hourly/daily ones: a window longer
+# than a day and a half reads hours (and days), a shorter one minutes. The rollups hold the
+# same columns under different names; the branches line up by the names on the left. Table
+# and column names are constants of this module, never input.
+_COLUMNS = (
+    "framework", "requests", "errors", "prompt_tokens", "cached_tokens", "output_tokens",
+    "queue_s", "ttft_s", "prefill_s", "decode_s", "e2e_s", "phased",
+    "ttft_q", "tpot_q", "e2e_q", "queue_q", "hosts",
+)  # fmt: skip
+_SOURCES = {
+    "deployment_minute": (
+        "framework", "requests", "errors", "prompt_tokens_sum", "cached_tokens_sum", "output_tokens_sum",
+        "queue_sum", "ttft_sum", "prefill_sum", "decode_sum", "e2e_sum", "phased",
+        "ttft_q", "tpot_q", "e2e_q", "queue_q", "hosts",
+    ),
+    "findings_deployment_hour": (
+        "engine_framework", "n_requests", "n_errors", "prompt_tokens", "cached_tokens", "output_tokens",
+        "queue_s", "ttft_s", "prefill_s", "decode_s", "e2e_s", "n_phased",
+        "ttft_digest", "tpot_digest", "e2e_digest", "queue_digest", "host_set",
+    ),
+    "findings_deployment_day": (
+        "day_framework", "day_requests", "day_errors", "day_prompt_tokens", "day_cached_tokens",
+        "day_output_tokens", "day_queue_s", "day_ttft_s", "day_prefill_s", "day_decode_s", "day_e2e_s",
+        "day_phased", "day_ttft", "day_tpot", "day_e2e", "day_queue", "day_hosts",
+    ),
+}  # fmt: skip
+
+_DEPLOYMENT = "({deployment:String} = '' OR deployment = {deployment:String})"
+_MINUTES = "minute >= {start:DateTime64(3, 'UTC')} AND minute < {end:DateTime64(3, 'UTC')}"
+# Long windows: whole days [days_from, days_to) from the daily rollup, the hours around them
+# ([start hour, days_from) and [days_to, end)) from the hourly one (api.routes.deployments).
+_HOURS = (
+    "((hour >= toStartOfHour({start:DateTime64(3, 'UTC')}) AND hour < {days_from:DateTime64(3, 'UTC')})"
+    " OR (hour >= {days_to:DateTime64(3, 'UTC')} AND hour < {end:DateTime64(3, 'UTC')}))"
+)
+_DAYS = "day >= {days_from:DateTime64(3, 'UTC')} AND day < {days_to:DateTime64(3, 'UTC')}"
 
 
-def _filter(time: str) -> str:
+def _rows(res: str, time_as: str, extra: str = "") -> str:
+    """The rollup rows of a window, columns named as in `_COLUMNS` (and `time_as`)."""
+
+    def branch(table: str, time: str, where: str) -> str:
+        listed = ", ".join(f"{c} AS {n}_" for c, n in zip(_SOURCES[table], _COLUMNS, strict=True))
+        return (
+            f"SELECT cluster, deployment AS dep_, model AS model_, {time} AS {time_as}, {listed}\n"
+            f"        FROM {table} WHERE {where} AND {_DEPLOYMENT}{extra}"
+        )
+
+    if res == "minute":
+        return branch("deployment_minute", "minute", _MINUTES)
     return (
-        f"""
-    {time} >= toStartOfHour({{start:DateTime64(3, 'UTC')}}) AND {time} < {{end:DateTime64(3, 'UTC')}}
-    AND ({{deployment:String}} = '' OR deployment = {{deployment:String}})
-    """
-        if time == "hour"
-        else f"""
-    {time} >= {{start:DateTime64(3, 'UTC')}} AND {time} < {{end:DateTime64(3, 'UTC')}}
-    AND ({{deployment:String}} = '' OR deployment = {{deployment:String}})
-    """
+        branch("findings_deployment_day", "day", _DAYS)
+        + "\n        UNION ALL\n        "
+        + branch("findings_deployment_hour", "hour", _HOURS)
     )
 
 
-def _summary(table: str, time: str) -> Query:
+_MERGED = """
+            sum(requests_) AS requests,
+            sum(errors_) AS errors,
+            sum(prompt_tokens_) AS prompt_tokens,
+            sum(cached_tokens_) AS cached_tokens,
+            sum(output_tokens_) AS output_tokens,
+            sum(queue_s_) AS queue_s,
+            sum(prefill_s_) AS prefill_s,
+            sum(decode_s_) AS decode_s,
+            sum(e2e_s_) AS e2e_s,
+            sum(phased_) AS phased,
+            quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(ttft_q_) AS ttft_q,
+            quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(tpot_q_) AS tpot_q,
+            quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(e2e_q_) AS e2e_q,
+            quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(queue_q_) AS queue_q"""
+
+
+def _summary(res: str) -> Query:
     return Query(
-        f"deployments.summary.{time}",
+        f"deployments.summary.{res}",
         f"""
         SELECT
-            cluster, deployment,
-            groupUniqArray(model) AS models,
-            anyLast(framework) AS framework,
-            sum(requests) AS requests,
-            sum(errors) AS errors,
-            sum(prompt_tokens_sum) AS prompt_tokens,
-            sum(cached_tokens_sum) AS cached_tokens,
-            sum(output_tokens_sum) AS output_tokens,
-            sum(queue_sum) AS queue_s,
-            sum(prefill_sum) AS prefill_s,
-            sum(decode_sum) AS decode_s,
-            sum(e2e_sum) AS e2e_s,
-            sum(phased) AS phased,
-            quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(ttft_q) AS ttft_q,
-            quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(tpot_q) AS tpot_q,
-            quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(e2e_q) AS e2e_q,
-            quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(queue_q) AS queue_q,
-            uniqMerge(hosts) AS hosts
-        FROM {table}
-        WHERE {_filter(time)}
+            cluster, dep_ AS deployment,
+            groupUniqArray(model_) AS models,
+            anyLast(framework_) AS framework,{_MERGED},
+            uniqMerge(hosts_) AS hosts
+        FROM ({_rows(res, "t_")})
         GROUP BY cluster, deployment
         ORDER BY cluster, deployment
         """,
     )
 
 
-def _series(table: str, time: str) -> Query:
+def _series(res: str) -> Query:
     return Query(
-        f"deployments.series.{time}",
+        f"deployments.series.{res}",
         f"""
         SELECT
-            toStartOfInterval({time}, toIntervalSecond({{step_s:UInt32}})) AS bucket,
-            sum(requests) AS requests,
-            sum(errors) AS errors,
-            sum(output_tokens_sum) AS output_tokens,
-            sum(prompt_tokens_sum) AS prompt_tokens,
-            sum(queue_sum) AS queue_s,
-            sum(prefill_sum) AS prefill_s,
-            sum(decode_sum) AS decode_s,
-            sum(e2e_sum) AS e2e_s,
-            quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(ttft_q) AS ttft_q,
-            quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(tpot_q) AS tpot_q,
-            quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(e2e_q) AS e2e_q,
-            quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(queue_q) AS queue_q
-        FROM {table}
-        WHERE {_filter(time)} AND cluster = {{cluster:String}}
+            toStartOfInterval(t_, toIntervalSecond({{step_s:UInt32}})) AS bucket,{_MERGED}
+        FROM ({_rows(res, "t_", " AND cluster = {cluster:String}")})
         GROUP BY bucket
         ORDER BY bucket
         """,
     )
 
 
+# Engine gauges from the minute rollup or the hourly one (le = 0 only), named alike.
+_ENGINE = {
+    "minute": (
+        "SELECT cluster, deployment, metric, host, instance, minute AS t_, value_sum AS total_, "
+        "n AS samples_, value_max AS highest_ FROM engine_minute WHERE le = 0 AND " + _MINUTES
+    ),
+    "hour": (
+        "SELECT cluster, deployment, metric, host, instance, hour AS t_, total AS total_, "
+        "samples AS samples_, highest AS highest_ FROM findings_engine_hour "
+        "WHERE hour >= toStartOfHour({start:DateTime64(3, 'UTC')}) AND hour < {end:DateTime64(3, 'UTC')}"
+    ),
+}
+
+
 # Engine gauges (requests running and waiting, KV-cache use) per bucket: each instance's
 # mean over the bucket, then summed over instances (running, waiting) or averaged (KV use).
-def _engine_series(table: str, time: str) -> Query:
+def _engine_series(res: str) -> Query:
     return Query(
-        f"deployments.engine_series.{time}",
+        f"deployments.engine_series.{res}",
         f"""
         SELECT bucket, metric,
                if(metric = 'kv_cache_usage', avg(instance_mean), sum(instance_mean)) AS value,
                max(instance_max) AS max_value
         FROM (
-            SELECT toStartOfInterval({time}, toIntervalSecond({{step_s:UInt32}})) AS bucket,
+            SELECT toStartOfInterval(t_, toIntervalSecond({{step_s:UInt32}})) AS bucket,
                    metric, host, instance,
-                   sum(value_sum) / sum(n) AS instance_mean, max(value_max) AS instance_max
-            FROM {table}
-            WHERE {_filter(time)} AND cluster = {{cluster:String}}
-              AND metric IN ('requests_running', 'requests_waiting', 'kv_cache_usage') AND le = 0
+                   sum(total_) / sum(samples_) AS instance_mean, max(highest_) AS instance_max
+            FROM ({_ENGINE[res]})
+            WHERE {_DEPLOYMENT} AND cluster = {{cluster:String}}
+              AND metric IN ('requests_running', 'requests_waiting', 'kv_cache_usage')
             GROUP BY bucket, metric, host, instance
         )
         GROUP BY bucket, metric
@@ -111,19 +153,19 @@ def _engine_series(table: str, time: str) -> Query:
 
 # Per deployment over the window: the mean of each engine gauge (summed over instances for
 # running and waiting, averaged for KV use) and its peak instance value.
-def _engine_summary(table: str, time: str) -> Query:
+def _engine_summary(res: str) -> Query:
     return Query(
-        f"deployments.engine_summary.{time}",
+        f"deployments.engine_summary.{res}",
         f"""
         SELECT cluster, deployment, metric,
                if(metric = 'kv_cache_usage', avg(instance_mean), sum(instance_mean)) AS mean_value,
                max(instance_max) AS max_value
         FROM (
             SELECT cluster, deployment, metric, host, instance,
-                   sum(value_sum) / sum(n) AS instance_mean, max(value_max) AS instance_max
-            FROM {table}
-            WHERE {_filter(time)}
-              AND metric IN ('requests_running', 'requests_waiting', 'kv_cache_usage') AND le = 0
+                   sum(total_) / sum(samples_) AS instance_mean, max(highest_) AS instance_max
+            FROM ({_ENGINE[res]})
+            WHERE {_DEPLOYMENT}
+              AND metric IN ('requests_running', 'requests_waiting', 'kv_cache_usage')
             GROUP BY cluster, deployment, metric, host, instance
         )
         GROUP BY cluster, deployment, metric
@@ -131,43 +173,10 @@ def _engine_summary(table: str, time: str) -> Query:
     )
 
 
-DEPLOYMENT_SUMMARY = {
-    "minute": _summary("deployment_minute", "minute"),
-    "hour": _summary("deployment_hour", "hour"),
-}
-DEPLOYMENT_SERIES = {
-    "minute": _series("deployment_minute", "minute"),
-    "hour": _series("deployment_hour", "hour"),
-}
-ENGINE_SERIES = {
-    "minute": _engine_series("engine_minute", "minute"),
-    "hour": _engine_series("engine_hour", "hour"),
-}
-ENGINE_SUMMARY = {
-    "minute": _engine_summary("engine_minute", "minute"),
-    "hour": _engine_summary("engine_hour", "hour"),
-}
-
-
-# GPU-hours per deployment, host and GPU model over the window (priced in Python): minutes
-# reported, from the hourly rollup's masks, the first and last hour cut at the minute.
-DEPLOYMENT_GPU_HOURS = Query(
-    "deployments.gpu_hours",
-    f"""
-    WITH{WINDOW_BOUNDS}
-    SELECT cluster, deployment, host, gpu_name, sum(minutes) / 60 AS gpu_hours, uniqExact(gpu_uuid) AS gpus
-    FROM (
-        SELECT cluster, host, gpu_uuid, hour, max(deployment) AS deployment, max(gpu_name) AS gpu_name,
-               bitCount(bitAnd(groupBitOr(reported), {in_window_mask("hour")})) AS minutes
-        FROM gpu_hour
-        WHERE hour >= toStartOfHour({{start:DateTime64(3, 'UTC')}}) AND hour < {{end:DateTime64(3, 'UTC')}}
-          AND gpu_uuid != ''
-        GROUP BY cluster, host, gpu_uuid, hour
-    )
-    WHERE deployment != '' AND ({{deployment:String}} = '' OR deployment = {{deployment:String}})
-    GROUP BY cluster, deployment, host, gpu_name
-    """,
-)
+DEPLOYMENT_SUMMARY = {res: _summary(res) for res in ("minute", "hour")}
+DEPLOYMENT_SERIES = {res: _series(res) for res in ("minute", "hour")}
+ENGINE_SERIES = {res: _engine_series(res) for res in ("minute", "hour")}
+ENGINE_SUMMARY = {res: _engine_summary(res) for res in ("minute", "hour")}
 
 
 # The requests explorer: one keyset query per sort order. The sort column comes from this
@@ -233,9 +242,10 @@ REQUEST_BY_SPAN = Query(
 REQUEST_FACETS = Query(
     "requests.facets",
     f"""
-    SELECT deployment, groupUniqArray(100)(model) AS models, sum(requests) AS requests
-    FROM deployment_hour
-    WHERE {_filter("hour")}
+    SELECT deployment, groupUniqArray(100)(model) AS models, sum(n_requests) AS requests
+    FROM findings_deployment_hour
+    WHERE hour >= toStartOfHour({{start:DateTime64(3, 'UTC')}}) AND hour < {{end:DateTime64(3, 'UTC')}}
+      AND {_DEPLOYMENT}
     GROUP BY deployment
     ORDER BY requests DESC
     LIMIT 200

@@ -28,6 +28,31 @@ ROLLUPS_SINCE = Query(
 
 ROLLUPS_MIGRATION = 3
 
+READ_BY_FINDINGS = (
+    "schema_migrations",
+    "gpu_minute",
+    "inflight_minute",
+    "deployment_minute",
+    "engine_minute",
+    "findings_gpu_hour",
+    "findings_fleet_5m",
+    "findings_deployment_hour",
+    "findings_deployment_day",
+    "findings_engine_hour",
+)
+"""Every table a finding is computed from (the tables of `DATA_VERSION`)."""
+
+DATA_VERSION = Query(
+    "findings.data_version",
+    """
+    SELECT groupBitXor(cityHash64(table, name)) AS digest, count() AS parts
+    FROM system.parts
+    WHERE database = currentDatabase() AND active AND table IN {tables:Array(String)}
+    """,
+)
+"""The active parts of some tables: parts are immutable, and every insert, merge or mutation
+replaces some, so equal answers mean equal data."""
+
 HOURS = "hour >= {hours_from:DateTime64(6)} AND hour < {hours_to:DateTime64(6)}"
 MINUTES = (
     "((minute >= {head_from:DateTime64(6)} AND minute < {head_to:DateTime64(6)})"
@@ -87,24 +112,31 @@ _GPU_DEFAULTS = {
 }
 
 
-def _per_gpu(hour: str, **values: str) -> str:
+def _per_gpu(hour: str, *, label_column: bool = False, **values: str) -> str:
     """The per-GPU SELECT list from per-row expressions (`hour`: the row's hour; the masks
     and sums by name; the rest default to nothing), in one set of types, so that results
-    of several tables line up."""
+    of several tables line up. `label_column`: the deployment is a LowCardinality column,
+    collected as it is (`api.findings.columns.Labels` reads either type; turning each
+    row's value into a String first makes the query several times slower)."""
     unknown = set(values) - set(_GPU_DEFAULTS)
     if unknown:
         raise ValueError(f"not per-GPU columns: {sorted(unknown)}")
     v = _GPU_DEFAULTS | values
     masks = ",\n    ".join(f"groupArray(toUInt64({v[m]})) AS {m}_minutes" for m in _GPU_PER_HOUR)
     sums = ",\n    ".join(f"sum(toFloat64({v[s]})) AS {s}_sum" for s in _GPU_SUMS)
+    deployment = v["deployment"] if label_column else f"toString({v['deployment']})"
     return f"""toString(max({v["name"]})) AS gpu_name, toString(max({v["requests_for"]})) AS requests_for,
-    groupArray(toUInt32({hour})) AS hours, groupArray(toString({v["deployment"]})) AS deployments,
+    groupArray(toUInt32({hour})) AS hours, groupArray({deployment}) AS deployments,
     {masks},
     {sums},
     toUInt8(max({v["gpm"]})) AS gpm_seen,
     max(CAST({v["mem_peak"]} AS Nullable(UInt64))) AS mem_used_peak_bytes,
     max(CAST({v["mem_total"]} AS Nullable(UInt64))) AS mem_total_bytes"""
 
+
+# Whole-percent peaks against the idle threshold rounded up, both UInt8: comparing each
+# minute with a Float64 doubles the query's time.
+_AT_LEAST_IDLE = "v >= toUInt8(greatest(0, least(255, ceil({idle_pct:Float64}))))"
 
 GPU_HOURS = Query(
     "findings.gpu_hours",
@@ -113,12 +145,13 @@ SELECT cluster, host, gpu_uuid,
     {
         _per_gpu(
             "hour",
+            label_column=True,
             name="gpu_model",
             deployment="gpu_deployment",
             requests_for="request_deployment",
             reported="reported",
             measured="measured",
-            busy=f"bitOr(active, {_bits('low.1', 'low.2', 'v >= {idle_pct:Float64}')})",
+            busy=f"bitOr(active, {_bits('low.1', 'low.2', _AT_LEAST_IDLE)})",
             held=f"bitOr(procs, {_bits('low.1', 'low.3', 'v >= {held_mib:UInt32}')})",
             inflight="inflight",
             engine_busy="engine_busy",

@@ -1,9 +1,9 @@
-"""Fleet queries: every GPU over a window, from the hourly rollup `gpu_hour` (one row per
-GPU-hour, with each minute's busiest utilisation and in-flight bit kept), and
-from `gpu_minute` only for the fine-grained series of windows of a day or less.
+"""Fleet queries: every GPU over a window, from the hourly rollup `findings_gpu_hour` (one
+row per GPU-hour, with minute masks: reported, in flight, busy at 20 %, and each quieter
+minute's peak utilisation), and from `gpu_minute` only for the fine-grained series of
+windows of a day or less.
 
-A GPU-minute is idle when its busiest utilisation is below the idle threshold (read from a
-ladder of whole percents, 1–20) and no
+A GPU-minute is idle when its busiest utilisation is below the idle threshold and no
 request was in flight on that GPU (or, for spans that named no GPU, on its host). Minutes
 are bits of a per-hour mask, so rows of one minute that were not merged yet still count
 once, and the window is cut at the minute, not the hour. "Utilisation" is SM activity where NVML GPM
@@ -17,75 +17,42 @@ _HOURS = """
 """
 
 
-def in_window_mask(hour: str) -> str:
-    """SQL for the bits of the minutes of `hour` inside [t0, t1) (both defined in a WITH)."""
-    h0 = f"toInt64(toUInt32({hour}))"
-    first = f"toUInt8(least(60, greatest(0, intDiv(t0 - {h0} + 59, 60))))"
-    end = f"toUInt8(least(60, greatest(0, intDiv(t1 - {h0} + 59, 60))))"
-    return f"bitAnd(bitShiftLeft(toUInt64(-1), {first}), bitShiftLeft(toUInt64(1), {end}) - 1)"
+# Bit k set where some sample of minute k reached the idle threshold: minutes busy at 20 %
+# (`active`) and the quieter minutes of `low` whose peak reached it (migrations 0003, 0005).
+# Peaks are whole percents, so the threshold is compared rounded up, as a UInt8 like them
+# (comparing each with a Float64 doubles the query's time).
+BUSY_BITS = (
+    "bitOr(active, arraySum(arrayMap((k, v) -> bitShiftLeft(toUInt64(v >= "
+    "toUInt8(greatest(0, least(255, ceil({idle_pct:Float64}))))), k), low.1, low.2)))"
+)
 
-
-WINDOW_BOUNDS = """
-        toInt64(toUInt32(toDateTime({start:DateTime64(3, 'UTC')}))) AS t0,
-        toInt64(toUInt32(toDateTime({end:DateTime64(3, 'UTC')}))) AS t1"""
-
-# Bit k set where some sample of minute k reached the idle threshold: the ladder column
-# ge_N for N = the threshold rounded up, 1..20 % (migrations/clickhouse/0004).
-_BUSY_LADDER = "[" + ", ".join(f"groupBitOr(ge_{n:02d})" for n in range(1, 21)) + "]"
-
-# One row per GPU and hour: the caller builds per-GPU totals, the hour-of-day heat map and
-# the hourly utilisation series from these rows without another scan. Minutes are bits;
-# the window mask cuts the first and last hour at the minute.
-GPU_HOURS = Query(
-    "fleet.gpu_hours",
+# The rollup's rows over the window as they are stored (an unmerged GPU-hour is several
+# rows), for `api.routes.fleet_rows` to merge per GPU-hour and add up in numpy: ClickHouse's
+# GROUP BY on string keys and the join of each GPU-hour to its host's in-flight minutes cost
+# several times more than the arithmetic. Host rows (gpu_uuid = '': requests that named no
+# GPU) come along for the in-flight minutes. Strings come as dictionaries. With a
+# deployment: only the GPUs (and hosts) that served it in the window; which of their hours
+# did is decided after the merge.
+GPU_ROWS = Query(
+    "fleet.gpu_rows",
     f"""
-    WITH{WINDOW_BOUNDS},
-        toUInt8(least(20, greatest(1, ceil({{idle_pct:Float64}})))) AS level
     SELECT
-        g.cluster AS cluster, g.host AS host, g.gpu_uuid AS gpu_uuid, g.hour AS hour,
-        g.gpu_index AS gpu_index, g.gpu_name AS gpu_name, g.deployment AS deployment,
-        {in_window_mask("g.hour")} AS in_window,
-        bitAnd(g.reported, in_window) AS seen,
-        bitCount(seen) AS minutes,
-        bitAnd(seen, bitNot(bitOr(if({{idle_pct:Float64}} <= 0, g.reported, g.busy[level]),
-                                  bitOr(g.inflight, h.inflight)))) AS idle_bits,
-        bitCount(idle_bits) AS idle_minutes,
-        bitCount(bitAnd(idle_bits, g.procs)) AS idle_held_minutes,
-        g.util_sum AS util_sum, g.util_n AS util_n, g.util_max AS util_max_pct,
-        g.power_sum_mw AS power_sum_mw, g.power_n AS power_n,
-        g.mem_used_max AS mem_used_max_bytes,
-        g.mem_total_max AS mem_total_bytes,
-        g.temperature_max_c AS temperature_max_c,
-        g.busy_s AS busy_s,
-        g.requests AS requests
-    FROM (
-        SELECT
-            cluster, host, gpu_uuid, hour,
-            max(gpu_index) AS gpu_index, max(gpu_name) AS gpu_name, max(deployment) AS deployment,
-            groupBitOr(reported) AS reported, groupBitOr(procs_mask) AS procs,
-            groupBitOr(inflight_mask) AS inflight, {_BUSY_LADDER} AS busy,
-            max(util_max) AS util_max, sum(util_sum) AS util_sum, sum(util_n) AS util_n,
-            sum(power_sum_mw) AS power_sum_mw, sum(power_n) AS power_n,
-            max(mem_used_max) AS mem_used_max, max(mem_total_max) AS mem_total_max,
-            max(temperature_max_c) AS temperature_max_c,
-            sum(inflight_s) AS busy_s, sum(requests) AS requests
-        FROM gpu_hour
-        WHERE {_HOURS}
-          AND gpu_uuid != ''
-          AND ({{cluster:String}} = '' OR cluster = {{cluster:String}})
-          AND ({{gpu_uuid:String}} = '' OR gpu_uuid = {{gpu_uuid:String}})
-        GROUP BY cluster, host, gpu_uuid, hour
-        HAVING {{deployment:String}} = '' OR deployment = {{deployment:String}}
-    ) AS g
-    LEFT JOIN (
-        SELECT cluster, host, hour, groupBitOr(inflight_mask) AS inflight
-        FROM gpu_hour
-        WHERE {_HOURS} AND gpu_uuid = ''
-        GROUP BY cluster, host, hour
-    ) AS h ON h.cluster = g.cluster AND h.host = g.host AND h.hour = g.hour
-    WHERE minutes > 0
-    ORDER BY cluster, host, gpu_uuid, hour
-    SETTINGS join_use_nulls = 0
+        cluster, host, gpu_uuid, toUInt32(hour) AS hour_s,
+        reported, procs, inflight,
+        if({{idle_pct:Float64}} <= 0, reported, {BUSY_BITS}) AS busy,
+        gpu_idx, gpu_model, gpu_deployment,
+        util_total, util_count, util_peak, power_total_mw, power_count,
+        mem_used_peak, mem_total_peak
+    FROM findings_gpu_hour
+    WHERE {_HOURS}
+      AND ({{cluster:String}} = '' OR cluster = {{cluster:String}})
+      AND ({{gpu_uuid:String}} = '' OR gpu_uuid IN ({{gpu_uuid:String}}, ''))
+      AND ({{deployment:String}} = '' OR (
+            (cluster, host) IN (SELECT cluster, host FROM findings_gpu_hour
+                                WHERE {_HOURS} AND gpu_deployment = {{deployment:String}})
+            AND (gpu_uuid = '' OR gpu_uuid IN (SELECT gpu_uuid FROM findings_gpu_hour
+                                WHERE {_HOURS} AND gpu_deployment = {{deployment:String}}))))
+    SETTINGS output_format_arrow_low_cardinality_as_dictionary = 1
     """,
 )
 
