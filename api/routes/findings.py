@@ -13,10 +13,11 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import get_store
 from api.errors import BadRequest
-from api.findings.engine import align, run_cost, run_findings
+from api.findings.engine import align, run_cost
 from api.findings.model import Finding, Severity
 from api.findings.unit_cost import CostBy, CostLine
 from api.routes.gpus import configured_settings
+from api.routes.results import kept_findings
 from api.store import Store
 from api.timewindow import window_ending
 
@@ -121,7 +122,7 @@ async def list_findings(
     w = align(window_ending(window, end))
     offset = _offset(cursor)
     settings = await run_in_threadpool(configured_settings, request)
-    findings = await run_in_threadpool(run_findings, store, settings, w)
+    findings = await run_in_threadpool(kept_findings, store, settings, w)
     if kind:
         findings = [f for f in findings if f.kind == kind]
     page = findings[offset : offset + limit]

@@ -12,15 +12,19 @@ shard's inserts do not show in this node's parts.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
+from api.findings.engine import run_findings
+from api.findings.model import Finding
 from api.settings import Settings
 from api.store import Store
-from api.store.sql.findings import DATA_VERSION
+from api.store.sql.findings import DATA_VERSION, READ_BY_FINDINGS
+from api.timewindow import Window
 
 T = TypeVar("T")
 
@@ -75,6 +79,19 @@ def kept(
         if cache is None:
             cache = _KEPT[store] = ResultCache()
     return cache.get((*key, data_version(store, tables)), compute)
+
+
+def settings_digest(settings: Settings) -> str:
+    """What of the settings a finding depends on (thresholds, prices, deployments)."""
+    text = settings.findings.model_dump_json() + settings.cost.model_dump_json()
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def kept_findings(store: Store, settings: Settings, window: Window) -> list[Finding]:
+    """Every finding over `window` (aligned by the caller), kept per data version: the findings
+    page, the overview and `/api/v1/findings` share one computation."""
+    key = ("findings", window.start, window.end, settings_digest(settings))
+    return kept(store, settings, key, READ_BY_FINDINGS, lambda: run_findings(store, settings, window))
 
 
 def forget(store: Store) -> None:

@@ -1,18 +1,15 @@
-"""Results kept per data version (`api.routes.results`, `web.results`): computed once while the rollups are
+"""Results kept per data version (`api.routes.results`): computed once while the rollups are
 unchanged, again after any insert, and never more than `size` results kept."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from fastapi import FastAPI
-from starlette.requests import Request
-
-from api.routes.results import ResultCache, data_version
+from api.routes.results import ResultCache, data_version, kept
+from api.settings import Settings
 from api.store import Store
 from api.store.gateway import Query
 from api.store.sql.findings import READ_BY_FINDINGS
-from web.results import cached
 
 INSERT = Query(
     "test.insert",
@@ -32,16 +29,19 @@ def counter() -> tuple[list[int], Callable[[], int]]:
     return calls, compute
 
 
-def test_a_result_is_computed_once_per_data_version(app: FastAPI, store: Store) -> None:
-    request = Request({"type": "http", "app": app, "headers": []})
+def test_a_result_is_computed_once_per_data_version(settings: Settings, store: Store) -> None:
     calls, compute = counter()
     before = data_version(store, READ_BY_FINDINGS)
-    assert cached(request, ("findings", 1), compute) == 1
-    assert cached(request, ("findings", 1), compute) == 1  # same data: kept
-    assert cached(request, ("findings", 2), compute) == 2  # another window
+
+    def cached(key: tuple[str, int], compute: Callable[[], int]) -> int:
+        return kept(store, settings, key, READ_BY_FINDINGS, compute)
+
+    assert cached(("findings", 1), compute) == 1
+    assert cached(("findings", 1), compute) == 1  # same data: kept
+    assert cached(("findings", 2), compute) == 2  # another window
     store.execute(INSERT)
     assert data_version(store, READ_BY_FINDINGS) != before
-    assert cached(request, ("findings", 1), compute) == 3  # new rows: computed again
+    assert cached(("findings", 1), compute) == 3  # new rows: computed again
     assert len(calls) == 3
 
 

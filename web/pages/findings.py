@@ -14,14 +14,14 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import BadRequest, NotFound
-from api.findings.engine import align, run_findings
+from api.findings.engine import align
 from api.meta.acks import AckIn, AckOut, delete_ack, list_acks, set_ack
 from api.routes.findings import FindingOut, finding_out
+from api.routes.results import kept_findings
 from api.timewindow import Window
 from web.auth import current_user
 from web.pages.common import PageInfo, PageRequest, page_request
 from web.render import respond
-from web.results import cached, settings_digest
 
 router = APIRouter(include_in_schema=False)
 
@@ -124,12 +124,7 @@ def load_views(pr: PageRequest) -> list[FindingView]:
     """Every finding over the page's window with its acknowledgement state."""
     acks = _acks(pr)
     views = []
-    window = align(pr.window)
-    findings = cached(
-        pr.request,
-        ("findings", window.start, window.end, settings_digest(pr.settings)),
-        lambda: run_findings(pr.store, pr.settings, window),
-    )
+    findings = kept_findings(pr.store, pr.settings, align(pr.window))
     for f in findings:
         out = finding_out(f)
         ack = acks.get(out.id)
