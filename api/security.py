@@ -43,7 +43,7 @@ def parse_bootstrap_tokens(spec: str) -> list[tuple[Scope, str]]:
                 "24 more characters, e.g. from "
                 "`python -c 'import secrets; print(\"iwt_\" + secrets.token_urlsafe(32))'`"
             )
-        pairs.append((scope, secret))  # type: ignore[arg-type]
+        pairs.append((scope, secret))
     return pairs
 
 

@@ -380,7 +380,7 @@ def fleet_facts(
     n = len(keys)
 
     flat_size = n * count
-    gpus = np.zeros(flat_size)
+    flat_gpus = np.zeros(flat_size)
     if g_code.size and rows is not None:
         reported = rows.masks["reported"][use]
         base = (rows.hour[use] * 3600 - first) // size
@@ -389,8 +389,8 @@ def fleet_facts(
             index = base + j
             present_ = ((reported >> np.uint64(bucket_minutes * j)) & width) != 0
             inside = (index >= 0) & (index < count) & present_
-            gpus += np.bincount(g_code[inside] * count + index[inside], minlength=flat_size)
-    gpus = gpus.reshape(n, count)
+            flat_gpus += np.bincount(g_code[inside] * count + index[inside], minlength=flat_size)
+    gpus = flat_gpus.reshape(n, count)
 
     b_index = (numbers(buckets, "buckets", np.int64) - first) // size
     b_code = np.repeat(b_code, lengths(buckets, "buckets"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from api.findings.catalogue import PriceBook
 from api.findings.inputs import GpuUsage
@@ -73,7 +74,7 @@ def _idle_finding(
     held: bool,
 ) -> Finding | None:
     reported_h = sum(g.minutes for g in members) / 60
-    rows = []
+    rows: list[dict[str, Any]] = []
     weekly = 0.0
     for g in members:
         idle_min = g.idle_held_minutes if held else g.idle_empty_minutes

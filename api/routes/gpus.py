@@ -390,8 +390,8 @@ def read_utilisation(
     GPU × time matrix, GPUs in the order of `data.gpus`."""
     times = time_buckets(window, step_s)
     index = {g.gpu_uuid: i for i, g in enumerate(data.gpus)}
-    util_sum = np.zeros((len(data.gpus), len(times)))
-    util_n = np.zeros((len(data.gpus), len(times)))
+    util_sum: np.ndarray = np.zeros((len(data.gpus), len(times)))
+    util_n: np.ndarray = np.zeros((len(data.gpus), len(times)))
     t0 = int(times[0].timestamp()) if times else 0
     if step_s >= 3600:
         h = data.hours
@@ -408,8 +408,10 @@ def read_utilisation(
         un = np.ones(len(rows))
     ok = (rows >= 0) & (cols >= 0) & (cols < len(times))
     cell = rows[ok] * len(times) + cols[ok]
-    util_sum = np.bincount(cell, weights=usum[ok], minlength=util_sum.size).reshape(util_sum.shape)
-    util_n = np.bincount(cell, weights=un[ok], minlength=util_n.size).reshape(util_n.shape)
+    util_sum = (
+        np.bincount(cell, weights=usum[ok], minlength=util_sum.size).reshape(util_sum.shape)
+    )
+    util_n = np.bincount(cell, weights=un[ok], minlength=util_n.size).reshape(util_n.shape).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         matrix = np.where(util_n > 0, util_sum / np.where(util_n > 0, util_n, 1), np.nan)
         reporting = np.any(~np.isnan(matrix), axis=0) if matrix.size else np.zeros(len(times), bool)

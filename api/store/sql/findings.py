@@ -179,7 +179,8 @@ def _hours_from_minutes(source: str, ident: str, **values: str) -> str:
         + [f"groupBitOr(toUInt64({v[m]})) AS {m}_h" for m in _GPU_PER_HOUR]
         + [f"sum(toFloat64({v[s]})) AS {s}_h" for s in _GPU_SUMS]
     )
-    per_gpu = _per_gpu("hour_", **{c: f"{c}_h" for c in _GPU_DEFAULTS})
+    hour_columns: dict[str, str] = {c: f"{c}_h" for c in _GPU_DEFAULTS}
+    per_gpu = _per_gpu("hour_", label_column=False, **hour_columns)
     return f"""SELECT cluster, host, gpu_uuid,
     {per_gpu}
 FROM (
