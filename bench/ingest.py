@@ -1,25 +1,39 @@
-"""OTLP span ingest: vLLM-shaped protobuf spans (~15 attributes each) decoded, normalised
-and stored in chDB — spans per second on one core — against a straightforward baseline
-(protobuf → MessageToDict → row-by-row inserts) and ClickHouse's own ceiling
-(INSERT … SELECT from generated rows). Also end to end through the HTTP endpoint.
+"""OTLP ingest speed, one core: spans (vLLM-shaped protobuf, ~15 attributes each) and GPU
+samples (the collector's own wire format), each at 1×, 4× and 16× the data.
 
-Run: python -m bench.ingest [--spans N] [--repeats R]
+Spans: decode + normalise + store through the /v1/traces handler's code (`Ingestor`), and
+its parts (decode + normalise only; the store only, Arrow → chDB); a straightforward
+baseline (protobuf → MessageToDict → one INSERT per span); ClickHouse's own best case
+(`INSERT … SELECT` from `numbers()`, one statement, same views attached); and end to end
+through the HTTP endpoint (gzip, server in another process).
+
+GPU samples: the store only (columnar Arrow batches into `gpu_samples`, views attached),
+ClickHouse's best case, OTLP metrics decoded + normalised + stored through the handler's
+code, and end to end over HTTP.
+
+Each case runs on fresh data (new ids), so the store's deduplication never skips work.
+The JSON output carries a short profile summary (where the time goes) as two more rows.
+
+Run: python -m bench.ingest [--spans N] [--gpu-requests N] [--repeats R]
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
-import io
+import gzip
 import os
 import pstats
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from google.protobuf.json_format import MessageToDict
@@ -27,10 +41,34 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from bench.common import Result, machine, median_of, pin_one_core, print_table, save, timed
+from bench.common import Result, machine, pin_one_core, print_table, save
+
+Clock = tuple[float, float]
+"""(wall seconds, CPU seconds of this process, all its threads)."""
 
 BATCH = 5_000
+"""Spans per OTLP request (a collector's large batch)."""
+GPUS_PER_HOST = 8
+TICKS_PER_REQUEST = 60
+"""GPU requests carry a minute of one 8-GPU host at 1 Hz: 480 rows, ~6,400 data points."""
+SCALES = (1, 4, 16)
 NS = 1_000_000_000
+
+
+def timed(fn: Callable[[], object]) -> Clock:
+    """Wall and CPU time of `fn`. On a shared machine the wall time includes waiting for the
+    core; the CPU time does not, so rates are given both ways."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def medians(fn: Callable[[], Clock], repeats: int) -> Clock:
+    runs = [fn() for _ in range(repeats)]
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+
+
+# --- data ----------------------------------------------------------------------------------
 
 
 def _kv(key: str, value: object) -> KeyValue:
@@ -105,6 +143,74 @@ def make_batches(total: int, *, seed: int = 7) -> list[bytes]:
     return batches
 
 
+def make_gpu_requests(count: int, *, seed: int = 7) -> list[bytes]:
+    """`count` OTLP metrics requests as the collector encodes them (`collector.otlp`), each a
+    minute of one 8-GPU host: every NVML and GPM field, the energy counter and one process
+    every 5th tick. Hosts are numbered from the seed so each call makes new rows."""
+    from collector.otlp import gpu_metrics_request
+    from collector.samples import GpuSample, ProcessUsage
+
+    rng = random.Random(seed)
+    t0 = (time.time_ns() // NS - 2 * 86400) * NS
+    bodies = []
+    for r in range(count):
+        host = f"node-{seed % 100_000:05d}-{r:04d}"
+        samples = []
+        for tick in range(TICKS_PER_REQUEST):
+            for g in range(GPUS_PER_HOST):
+                load = rng.random()
+                samples.append(
+                    GpuSample(
+                        time_ns=t0 + tick * NS,
+                        index=g,
+                        uuid=f"GPU-{seed % 65536:04x}{r:04x}-{g:04x}-4a5b-8c9d-0123456789ab",
+                        name="NVIDIA H100 80GB HBM3",
+                        util_gpu_pct=int(load * 100),
+                        util_mem_pct=int(load * 45),
+                        mem_used_bytes=71 * 2**30 + rng.randrange(4) * 2**21,
+                        mem_total_bytes=80 * 2**30,
+                        power_mw=70_000 + int(load * 550_000),
+                        power_limit_mw=700_000,
+                        energy_mj=10**9 + tick * 400_000 if tick % 5 == 0 else None,
+                        sm_clock_mhz=1980,
+                        temperature_c=35 + int(load * 40),
+                        sm_activity_pct=load * 80,
+                        sm_occupancy_pct=load * 32,
+                        dram_bw_pct=load * 60,
+                        tensor_active_pct=load * 48,
+                        processes=(
+                            ProcessUsage(
+                                pid=4242,
+                                mem_used_bytes=69 * 2**30,
+                                sm_util_pct=int(load * 80) if tick % 5 == 0 else None,
+                            ),
+                        ),
+                    )
+                )
+        bodies.append(gpu_metrics_request(samples, {"host.name": host, "inferwatch.cluster": "prod"}))
+    return bodies
+
+
+def gpu_tables(rows: int, *, seed: int) -> list[Any]:
+    """Arrow batches for `gpu_samples` of 38,400 rows each (64 GPUs × 10 minutes)."""
+    import numpy as np
+
+    from bench.storage import table_for
+
+    rng = np.random.default_rng(seed)
+    t0 = int(time.time()) - 2 * 86400 + seed % 3600
+    tables = []
+    made = 0
+    while made < rows:
+        table = table_for(rng, 64, 600, t0 + len(tables) * 600)
+        tables.append(table)
+        made += table.num_rows
+    return tables
+
+
+# --- the cases -------------------------------------------------------------------------------
+
+
 def open_bench_store(path: Path, database: str):  # type: ignore[no-untyped-def]
     from api.settings import Settings
     from api.store.gateway import Store
@@ -117,23 +223,35 @@ def open_bench_store(path: Path, database: str):  # type: ignore[no-untyped-def]
     return store, settings
 
 
-def ours(store, batches: list[bytes]) -> float:  # type: ignore[no-untyped-def]
-    """Decode + normalise + store, as the /v1/traces handler does. Returns seconds."""
-    from api.ingest.service import dedup_token
-    from api.ingest.traces import normalise_traces
+def ingestor(store, settings):  # type: ignore[no-untyped-def]
+    from api.ingest.service import Ingestor
+    from api.telemetry import ServerMetrics
+
+    return Ingestor(settings, store, ServerMetrics())
+
+
+def ours(ingest, batches: list[bytes]) -> Clock:  # type: ignore[no-untyped-def]
+    """Decode + normalise + store, the /v1/traces handler's code."""
+    from api.ingest.body import Encoding
 
     def run() -> None:
-        now = time.time_ns()
         for body in batches:
-            request = ExportTraceServiceRequest()
-            request.ParseFromString(body)
-            batch = normalise_traces(request, max_attribute_bytes=8192, now_ns=now)
-            store.insert("requests", batch.to_arrow(), dedup_token=dedup_token("requests", batch.keys()))
+            ingest.traces(body, Encoding.PROTOBUF, None)
 
     return timed(run)
 
 
-def decode_only(batches: list[bytes]) -> float:
+def ours_gpu(ingest, bodies: list[bytes]) -> Clock:  # type: ignore[no-untyped-def]
+    from api.ingest.body import Encoding
+
+    def run() -> None:
+        for body in bodies:
+            ingest.metrics(body, Encoding.PROTOBUF, None)
+
+    return timed(run)
+
+
+def decode_only(batches: list[bytes]) -> Clock:
     from api.ingest.traces import normalise_traces
 
     def run() -> None:
@@ -144,6 +262,24 @@ def decode_only(batches: list[bytes]) -> float:
             normalise_traces(request, max_attribute_bytes=8192, now_ns=now).to_arrow()
 
     return timed(run)
+
+
+def store_only(store, tables: list[tuple[Any, str]], table: str) -> Clock:  # type: ignore[no-untyped-def]
+    """Arrow batches (already normalised) into `table` with their dedup tokens."""
+    return timed(lambda: [store.insert(table, t, dedup_token=token) for t, token in tables])
+
+
+def normalised(batches: list[bytes]) -> list[tuple[Any, str]]:
+    from api.ingest.service import dedup_token
+    from api.ingest.traces import normalise_traces
+
+    out = []
+    for body in batches:
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        batch = normalise_traces(request, max_attribute_bytes=8192, now_ns=time.time_ns())
+        out.append((batch.to_arrow(), dedup_token("requests", batch.keys())))
+    return out
 
 
 def baseline(store, batches: list[bytes], limit: int) -> tuple[float, int]:  # type: ignore[no-untyped-def]
@@ -158,8 +294,6 @@ def baseline(store, batches: list[bytes], limit: int) -> tuple[float, int]:  # t
         "{model:String}, 'vllm', {p:UInt32}, {o:UInt32}, {q:Float64}, {ttft:Float64}, {pre:Float64}, "
         "{dec:Float64}, {e2e:Float64})",
     )
-    from datetime import datetime
-
     done = 0
     started = time.perf_counter()
     for body in batches:
@@ -203,9 +337,9 @@ def baseline(store, batches: list[bytes], limit: int) -> tuple[float, int]:  # t
     return time.perf_counter() - started, done
 
 
-def ceiling(store, n: int) -> float:  # type: ignore[no-untyped-def]
-    """ClickHouse inserting n generated request rows from a table function: the insert
-    ceiling, with the same materialized views attached."""
+def ceiling(store, n: int) -> Clock:  # type: ignore[no-untyped-def]
+    """ClickHouse inserting n generated request rows in one statement, the same views
+    attached: the insert ceiling."""
     from api.store.gateway import Query
 
     q = Query(
@@ -213,137 +347,321 @@ def ceiling(store, n: int) -> float:  # type: ignore[no-untyped-def]
         "INSERT INTO requests (time, end_time, trace_id, span_id, request_id, cluster, host, deployment, "
         "model, framework, prompt_tokens, output_tokens, queue_s, ttft_s, prefill_s, decode_s, e2e_s, "
         "finish_reason, gpu_uuids) "
-        "SELECT now64(6) - number / 20, now64(6) - number / 20 + 3, hex(cityHash64(number)), "
+        "SELECT now64(6) - number / 20, now64(6) - number / 20 + 3, hex(cityHash64(number, {s:UInt64})), "
         "hex(cityHash64(number, 1)), toString(number), 'prod', 'gpu-node-1', 'chat-70b', 'llama', 'vllm', "
         "50 + number % 4000, 10 + number % 800, 0.1, 0.3, 0.2, 2.5, 3.0, 'stop', ['GPU-1'] "
         "FROM numbers({n:UInt64})",
     )
-    return timed(lambda: store.execute(q, n=n))
+    return timed(lambda: store.execute(q, n=n, s=random.randrange(2**63)))
 
 
-def end_to_end(batches: list[bytes], data_dir: Path) -> float:
-    """POST the batches (gzip, as a collector sends them) to a server in another process."""
-    import gzip
+def ceiling_gpu(store, n: int) -> Clock:  # type: ignore[no-untyped-def]
+    from api.store.gateway import Query
 
-    port = 18000 + os.getpid() % 1000
-    env = {
-        **os.environ,
-        "INFERWATCH_DATA_DIR": str(data_dir),
-        "INFERWATCH_PORT": str(port),
-        "INFERWATCH_LOG_LEVEL": "WARNING",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    q = Query(
+        "bench.ceiling_gpu",
+        "INSERT INTO gpu_samples (time, cluster, host, gpu_uuid, gpu_index, gpu_name, deployment, "
+        "util_gpu_pct, util_mem_pct, mem_used_bytes, mem_total_bytes, power_mw, power_limit_mw, energy_mj, "
+        "sm_clock_mhz, temperature_c, sm_activity_pct, sm_occupancy_pct, dram_bw_pct, tensor_active_pct, "
+        "proc_pids, proc_mem_bytes, proc_sm_pct) "
+        "SELECT toDateTime64(now() - 86400 - intDiv(number, 64), 3), 'prod', "
+        "concat('c-', toString({s:UInt32}), '-', toString(intDiv(number % 64, 8))), "
+        "concat('GPU-', toString({s:UInt32}), '-', toString(number % 64)), number % 8, "
+        "'NVIDIA H100 80GB HBM3', 'chat', number % 100, number % 45, 71 * 1073741824, 80 * 1073741824, "
+        "70000 + number % 550000, 700000, "
+        "if(number % 5 = 0, 1000000000 + number, NULL), 1980, 60, number % 80, number % 32, number % 60, "
+        "number % 48, [4242], [69 * 1073741824], [number % 80] FROM numbers({n:UInt64})",
     )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
+    return timed(lambda: store.execute(q, n=n, s=random.randrange(2**31)))
+
+
+# --- end to end ------------------------------------------------------------------------------
+
+
+class Server:
+    """`inferwatch serve` in another process, posted to with gzip as a collector does."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port = 18000 + os.getpid() % 1000
+        env = {
+            **os.environ,
+            "INFERWATCH_DATA_DIR": str(data_dir),
+            "INFERWATCH_PORT": str(self.port),
+            "INFERWATCH_LOG_LEVEL": "WARNING",
+        }
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "serve"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 90
         while True:
             try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError(
-                    "server did not start: " + (server.stderr.read().decode() if server.stderr else "")
-                )
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                self.close()
+                raise RuntimeError("server did not start: " + err)
             time.sleep(0.2)
-        bodies = [gzip.compress(b, 1) for b in batches]
-        with httpx.Client(timeout=120) as client:
-            started = time.perf_counter()
-            for body in bodies:
-                reply = client.post(
-                    url + "/v1/traces",
-                    content=body,
-                    headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"},
-                )
-                reply.raise_for_status()
-            return time.perf_counter() - started
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        self.client = httpx.Client(timeout=300)
+
+    def cpu_s(self) -> float:
+        """CPU seconds the server process has used (all its threads), from /proc."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def post(self, path: str, bodies: list[bytes]) -> Clock:
+        """Wall time, and the CPU time of server and client together."""
+        compressed = [gzip.compress(b, 1) for b in bodies]
+        started, client_cpu, server_cpu = time.perf_counter(), time.process_time(), self.cpu_s()
+        for body in compressed:
+            reply = self.client.post(
+                self.url + path,
+                content=body,
+                headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"},
+            )
+            reply.raise_for_status()
+        cpu = time.process_time() - client_cpu + self.cpu_s() - server_cpu
+        return time.perf_counter() - started, cpu
+
+    def close(self) -> None:
+        if hasattr(self, "client"):
+            self.client.close()
+        self.process.terminate()
+        self.process.wait(timeout=30)
 
 
-def profile(store, batches: list[bytes]) -> str:  # type: ignore[no-untyped-def]
+# --- where the time goes ---------------------------------------------------------------------
+
+
+def span_split(store, batches: list[bytes]) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Seconds in each step of the handler, timed step by step (no profiler overhead)."""
+    from api.ingest.service import dedup_token
+    from api.ingest.traces import normalise_traces
+
+    split = dict.fromkeys(("parse", "normalise", "arrow", "store"), 0.0)
+    for body in batches:
+        t0 = time.perf_counter()
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        t1 = time.perf_counter()
+        batch = normalise_traces(request, max_attribute_bytes=8192, now_ns=time.time_ns())
+        t2 = time.perf_counter()
+        table = batch.to_arrow()
+        token = dedup_token("requests", batch.keys())
+        t3 = time.perf_counter()
+        store.insert("requests", table, dedup_token=token)
+        t4 = time.perf_counter()
+        for key, dt in zip(split, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            split[key] += dt
+    return split
+
+
+def gpu_split(store, bodies: list[bytes]) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    from api.ingest.metrics import normalise_metrics
+    from api.ingest.service import dedup_token
+
+    split = dict.fromkeys(("parse", "normalise", "arrow", "store"), 0.0)
+    for body in bodies:
+        t0 = time.perf_counter()
+        request = ExportMetricsServiceRequest()
+        request.ParseFromString(body)
+        t1 = time.perf_counter()
+        batch = normalise_metrics(request, max_attribute_bytes=8192, now_ns=time.time_ns())
+        t2 = time.perf_counter()
+        table = batch.gpu_table()
+        token = dedup_token("gpu", batch.gpu_keys())
+        t3 = time.perf_counter()
+        store.insert("gpu_samples", table, dedup_token=token)
+        t4 = time.perf_counter()
+        for key, dt in zip(split, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            split[key] += dt
+    return split
+
+
+_GROUPS = (
+    ("attribute decoding", ("spans.py:", "WhichOneof", "getattr")),
+    ("conventions", ("conventions",)),
+    ("rows and checks", ("traces.py:", "metrics.py:")),
+    ("Arrow", ("pyarrow", "from_pydict", "from_arrays", "pa.array")),
+    ("chDB insert", ("query", "chdb")),
+)
+
+
+def top_functions(fn: Callable[[], object]) -> str:
+    """Own time grouped by what the function is part of, then the top three functions."""
     profiler = cProfile.Profile()
     profiler.enable()
-    ours(store, batches)
+    fn()
     profiler.disable()
-    out = io.StringIO()
-    stats = pstats.Stats(profiler, stream=out)
-    stats.sort_stats("tottime").print_stats(8)
-    lines = [line for line in out.getvalue().splitlines() if line.strip()]
-    start = next(i for i, line in enumerate(lines) if "tottime" in line)
-    return "\n".join(lines[start : start + 9])
+    stats = pstats.Stats(profiler)
+    rows = []
+    for (path, line, name), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        rows.append((tottime, f"{Path(path).name}:{line}({name})" if line else name))
+    total = sum(t for t, _ in rows) or 1.0
+    groups = dict.fromkeys([g for g, _ in _GROUPS] + ["other"], 0.0)
+    for t, label in rows:
+        group = next((g for g, marks in _GROUPS if any(m in label for m in marks)), "other")
+        groups[group] += t
+    parts = [f"{g} {t / total:.0%}" for g, t in groups.items() if t / total >= 0.01]
+    top = sorted(rows, reverse=True)[:3]
+    return "; ".join(parts) + " | top: " + ", ".join(f"{label} {t / total:.0%}" for t, label in top)
+
+
+def _shares(split: dict[str, float]) -> str:
+    total = sum(split.values()) or 1.0
+    return ", ".join(f"{k} {v / total:.0%}" for k, v in split.items())
+
+
+# --- main ----------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--spans", type=int, default=100_000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--baseline-spans", type=int, default=2_000)
+    parser.add_argument("--spans", type=int, default=10_000, help="spans at 1× (16× is 16 times this)")
+    parser.add_argument("--gpu-requests", type=int, default=4, help="GPU requests (480 rows each) at 1×")
+    parser.add_argument(
+        "--gpu-rows", type=int, default=38_400, help="rows of Arrow batches at 1× (store only)"
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline-spans", type=int, default=200)
+    parser.add_argument("--no-http", action="store_true", help="skip the end-to-end HTTP cases")
     args = parser.parse_args(argv)
     pinned = pin_one_core()
-    print(f"machine: {machine()}; {pinned}")
-    batches = make_batches(args.spans)
-    n = args.spans
+    print(f"machine: {machine()}; {pinned}", flush=True)
+    seeds = iter(range(1000, 10**6))
+    rates: dict[str, dict[int, float]] = {}
+    cpu_rates: dict[str, dict[int, float]] = {}
+
+    def record(case: str, scale: int, items: int, clock: Clock) -> None:
+        wall, cpu = clock
+        rates.setdefault(case, {})[scale] = items / wall
+        cpu_rates.setdefault(case, {})[scale] = items / cpu if cpu > 0 else 0.0
+        print(f"  {case} at {scale}×: {items / wall:,.0f}/s, {cpu_rates[case][scale]:,.0f}/CPU-s", flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
-        store, _ = open_bench_store(Path(tmp), "bench_ingest")
-        ours(store, batches[:2])  # warm up
-        t_ours, all_ours = median_of(
-            lambda: ours(store, make_batches(n, seed=random.randrange(10**9))), args.repeats
-        )
-        t_decode, _ = median_of(lambda: decode_only(batches), args.repeats)
-        t_base, base_n = baseline(store, batches, args.baseline_spans)
-        t_ceiling, _ = median_of(lambda: ceiling(store, n), args.repeats)
-        hot = profile(store, make_batches(n, seed=99))
+        store, settings = open_bench_store(Path(tmp), "bench_ingest")
+        ingest = ingestor(store, settings)
+        ours(ingest, make_batches(2 * BATCH, seed=next(seeds)))  # warm up every table and view
+        ours_gpu(ingest, make_gpu_requests(2, seed=next(seeds)))
+        store_only(store, [(t, None) for t in gpu_tables(1, seed=next(seeds))], "gpu_samples")
+        for scale in SCALES:
+            n = args.spans * scale
+            t = medians(lambda n=n: ours(ingest, make_batches(n, seed=next(seeds))), args.repeats)
+            record("spans: decode + normalise + store (ours)", scale, n, t)
+            batches = make_batches(n, seed=next(seeds))
+            t = medians(lambda batches=batches: decode_only(batches), args.repeats)
+            record("spans: decode + normalise only", scale, n, t)
+            t = medians(
+                lambda n=n: store_only(store, normalised(make_batches(n, seed=next(seeds))), "requests"),
+                args.repeats,
+            )
+            record(f"spans: store only ({BATCH:,}-row Arrow inserts)", scale, n, t)
+            t = medians(lambda n=n: ceiling(store, n), args.repeats)
+            record("spans: ceiling, INSERT … SELECT numbers() (one statement)", scale, n, t)
+
+            g = args.gpu_requests * scale
+            rows = g * GPUS_PER_HOST * TICKS_PER_REQUEST
+            t = medians(lambda g=g: ours_gpu(ingest, make_gpu_requests(g, seed=next(seeds))), args.repeats)
+            record("GPU samples: OTLP decode + normalise + store (ours)", scale, rows, t)
+            arrow_rows = args.gpu_rows * scale
+            t = medians(
+                lambda r=arrow_rows: store_only(
+                    store, [(tb, None) for tb in gpu_tables(r, seed=next(seeds))], "gpu_samples"
+                ),
+                args.repeats,
+            )
+            record("GPU samples: store only (38,400-row Arrow inserts)", scale, arrow_rows, t)
+            t = medians(lambda r=arrow_rows: ceiling_gpu(store, r), args.repeats)
+            record("GPU samples: ceiling, INSERT … SELECT numbers()", scale, arrow_rows, t)
+
+        base_t, base_n = baseline(store, make_batches(BATCH, seed=next(seeds)), args.baseline_spans)
+        split_spans = span_split(store, make_batches(4 * args.spans, seed=next(seeds)))
+        split_gpu = gpu_split(store, make_gpu_requests(4 * args.gpu_requests, seed=next(seeds)))
+        span_batches = make_batches(4 * args.spans, seed=next(seeds))
+        profile_spans = top_functions(lambda: ours(ingest, span_batches))
+        gpu_bodies = make_gpu_requests(4 * args.gpu_requests, seed=next(seeds))
+        profile_gpu = top_functions(lambda: ours_gpu(ingest, gpu_bodies))
         store.close()
-    with tempfile.TemporaryDirectory() as tmp:
-        t_e2e, _ = median_of(
-            lambda: end_to_end(make_batches(n, seed=random.randrange(10**9)), Path(tmp)),
-            max(1, args.repeats // 2),
+
+    if not args.no_http:
+        with tempfile.TemporaryDirectory() as tmp:
+            server = Server(Path(tmp))
+            try:
+                server.post("/v1/traces", make_batches(2 * BATCH, seed=next(seeds)))  # warm up
+                server.post("/v1/metrics", make_gpu_requests(2, seed=next(seeds)))
+                for scale in SCALES:
+                    n = args.spans * scale
+                    t = server.post("/v1/traces", make_batches(n, seed=next(seeds)))
+                    record("spans: end to end, HTTP POST gzip (server process)", scale, n, t)
+                    g = args.gpu_requests * scale
+                    t = server.post("/v1/metrics", make_gpu_requests(g, seed=next(seeds)))
+                    record(
+                        "GPU samples: end to end, HTTP POST gzip",
+                        scale,
+                        g * GPUS_PER_HOST * TICKS_PER_REQUEST,
+                        t,
+                    )
+            finally:
+                server.close()
+
+    targets = {
+        "spans: decode + normalise + store (ours)": ">= 100,000",
+        "GPU samples: store only (38,400-row Arrow inserts)": ">= 500,000",
+        "GPU samples: OTLP decode + normalise + store (ours)": ">= 500,000",
+    }
+    results = []
+    for case, by_scale in rates.items():
+        unit = "spans/s" if case.startswith("spans") else "rows/s"
+        for scale, rate in sorted(by_scale.items()):
+            note = f"{scale}×: {args.spans * scale:,} spans" if unit == "spans/s" else f"{scale}×"
+            note += f"; per CPU-second {cpu_rates[case][scale]:,.0f}"
+            if scale == 1:
+                note += f"; 1×/4×/16× = {' / '.join(f'{by_scale.get(s, 0):,.0f}' for s in SCALES)}"
+            results.append(Result("ingest", f"{case} [{scale}×]", rate, unit, targets.get(case, ""), note))
+    ours_rate = rates["spans: decode + normalise + store (ours)"][4]
+    results.append(
+        Result(
+            "ingest",
+            "spans: baseline, MessageToDict + one INSERT per span",
+            base_n / base_t,
+            "spans/s",
+            "",
+            f"{base_n:,} spans; ours (4×) is {ours_rate / (base_n / base_t):,.0f}× faster",
         )
-    rate = n / t_ours
-    results = [
+    )
+    results.append(
         Result(
             "ingest",
-            "decode + normalise + store (ours)",
-            rate,
-            "spans/s",
-            ">= 100,000",
-            f"median of {args.repeats}, {n:,} spans, batches of {BATCH:,}",
-        ),
-        Result("ingest", "decode + normalise only (ours)", n / t_decode, "spans/s"),
-        Result(
-            "ingest",
-            "baseline: MessageToDict + row inserts",
-            base_n / t_base,
-            "spans/s",
+            "profile: spans",
+            0.0,
             "",
-            f"{base_n:,} spans; ours is {rate / (base_n / t_base):,.0f}x",
-        ),
+            "",
+            f"steps: {_shares(split_spans)}. own time: {profile_spans}",
+        )
+    )
+    results.append(
         Result(
             "ingest",
-            "ceiling: INSERT … SELECT numbers()",
-            n / t_ceiling,
-            "rows/s",
+            "profile: GPU samples",
+            0.0,
             "",
-            f"ours reaches {rate / (n / t_ceiling):.0%} of it",
-        ),
-        Result(
-            "ingest",
-            "end to end: HTTP POST, gzip (server process)",
-            n / t_e2e,
-            "spans/s",
             "",
-            "client and server share the machine",
-        ),
-    ]
-    print_table("OTLP span ingest", results)
-    print("\nwhere the time goes (decode + store, top functions by own time):\n" + hot)
+            f"steps: {_shares(split_gpu)}. own time: {profile_gpu}",
+        )
+    )
+    print_table("OTLP ingest, one core (medians)", results[:-2])
+    print(f"\nat the end: {machine()}")
+    print(f"where the time goes, spans (4×): {results[-2].note}")
+    print(f"where the time goes, GPU samples (4×): {results[-1].note}")
     save("ingest", results)
-    _ = all_ours
     return 0
 
 

@@ -86,12 +86,14 @@ def parse(data: bytes, encoding: Encoding, message_type: type[M]) -> M:
         document = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BadRequest("the JSON body is nested too deeply") from exc
     if not isinstance(document, dict):
         raise BadRequest("the JSON body must be an object")
     try:
         _hex_ids_to_base64(document)
         json_format.ParseDict(document, message, ignore_unknown_fields=True)
-    except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
+    except (json_format.ParseError, ValueError, TypeError, AttributeError, RecursionError) as exc:
         raise BadRequest(f"the JSON body is not a valid {message_type.__name__}: {_short(exc)}") from exc
     return message
 

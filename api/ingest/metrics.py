@@ -102,25 +102,30 @@ class MetricBatch:
         return sum(self.rejected.values())
 
     def gpu_table(self) -> pa.Table:
-        columns: dict[str, list[Any]] = {name: [] for name in GPU_SCHEMA.names}
-        for (cluster, host, uuid, time_ns), row in self.gpu_rows.items():
-            procs = sorted(row.get("_procs", {}).items())
-            columns["time"].append(time_ns // 1_000_000)
-            columns["cluster"].append(cluster)
-            columns["host"].append(host)
-            columns["gpu_uuid"].append(uuid)
-            columns["proc_pids"].append([pid for pid, _ in procs])
-            columns["proc_mem_bytes"].append([p.get("mem", 0) for _, p in procs])
-            columns["proc_sm_pct"].append([p.get("sm", 0) for _, p in procs])
-            for name in GPU_SCHEMA.names[4:20]:
-                columns[name].append(row.get(name))
+        keys = list(self.gpu_rows)
+        rows = list(self.gpu_rows.values())
+        columns: dict[str, Any] = {
+            "time": [k[3] // 1_000_000 for k in keys],
+            "cluster": [k[0] for k in keys],
+            "host": [k[1] for k in keys],
+            "gpu_uuid": [k[2] for k in keys],
+        }
+        for name in GPU_SCHEMA.names[4:20]:
+            columns[name] = [row.get(name) for row in rows]
+        pids, mems, sms = [], [], []
+        for row in rows:
+            procs = sorted(row["_procs"].items()) if "_procs" in row else ()
+            pids.append([pid for pid, _ in procs])
+            mems.append([p.get("mem", 0) for _, p in procs])
+            sms.append([p.get("sm", 0) for _, p in procs])
+        columns["proc_pids"], columns["proc_mem_bytes"], columns["proc_sm_pct"] = pids, mems, sms
         return pa.Table.from_pydict(columns, schema=GPU_SCHEMA)
 
     def gpu_keys(self) -> list[str]:
         return [f"{c}|{h}|{u}|{t}" for c, h, u, t in self.gpu_rows]
 
     def engine_table(self) -> pa.Table:
-        columns = list(zip(*self.engine_rows, strict=True)) if self.engine_rows else [[]] * 10
+        columns: list[Any] = list(zip(*self.engine_rows, strict=True)) if self.engine_rows else [[]] * 10
         return pa.Table.from_arrays(
             [pa.array(list(col), type=f.type) for col, f in zip(columns, ENGINE_SCHEMA, strict=True)],
             schema=ENGINE_SCHEMA,
@@ -179,14 +184,12 @@ def _metric(
         batch.ignored += max(1, len(getattr(getattr(metric, kind, None), "data_points", [])))
         return
     if name in GPU_FIELDS or name in PROCESS_FIELDS:
-        for point in points:
-            batch.received += 1
-            if kind == "histogram":
-                batch.rejected[f"{name}: expected a gauge or sum, got a histogram"] += 1
-                continue
-            reason = _gpu_point(batch, resource, name, point, decoder, now_ns)
-            if reason:
-                batch.rejected[reason] += 1
+        batch.received += len(points)
+        if kind == "histogram":
+            if points:
+                batch.rejected[f"{name}: expected a gauge or sum, got a histogram"] += len(points)
+            return
+        _gpu_points(batch, resource, name, points, decoder, now_ns)
         return
     for point in points:
         batch.received += 1
@@ -253,44 +256,66 @@ def _engine_point(
     return None
 
 
-def _gpu_point(
-    batch: MetricBatch, resource: Resource, name: str, point: Any, decoder: AttributeDecoder, now_ns: int
-) -> str | None:
-    attrs = decoder.decode_cached(point.attributes)
-    uuid = attrs.get("gpu.uuid")
-    if not uuid:
-        return "GPU data point has no gpu.uuid"
-    reason = _check_time(point.time_unix_nano, now_ns)
-    if reason:
-        return reason
-    value = _number(point)
-    if value is None or not math.isfinite(value):
-        return f"{name}: value is missing or not finite"
+def _gpu_points(
+    batch: MetricBatch, resource: Resource, name: str, points: Any, decoder: AttributeDecoder, now_ns: int
+) -> None:
+    """The points of one GPU metric into the wide rows, one row per GPU and instant. The
+    hot loop of GPU ingest: checks are inlined, in the order of the reasons given."""
     proc_field = PROCESS_FIELDS.get(name)
-    if proc_field is not None:
-        pid = attrs.get("process.pid")
-        if isinstance(pid, bool) or not isinstance(pid, int) or not 0 <= pid < 2**32:
-            return f"{name}: process.pid is missing or not a pid"
-        high: float = 100 if proc_field == "sm" else 2**63
-        if not 0 <= value <= high:
-            return f"{name}: value {value:g} is out of range"
-    else:
+    if proc_field is None:
         column, low, high = GPU_FIELDS[name]
-        if not low <= value <= high:
-            return f"{name}: value {value:g} is outside {low:g}–{high:g}"
-    key = (resource.cluster, resource.host, str(uuid), point.time_unix_nano)
-    row = batch.gpu_rows.get(key)
-    if row is None:
-        index = attrs.get("gpu.index", 0)
-        row = batch.gpu_rows[key] = {
-            "gpu_index": int(index) if type(index) in (int, float) and 0 <= index < 65536 else 0,
-            "gpu_name": str(attrs.get("gpu.name", "")),
-            "deployment": resource.named_deployment,
-        }
-    if proc_field is not None:
-        row.setdefault("_procs", {}).setdefault(pid, {})[proc_field] = int(value)
     else:
-        # Every stored GPU field is a whole number: GPM percentages (doubles on the wire)
-        # are kept at 1 % resolution, like NVML's own utilisation (docs/telemetry.md).
-        row[column] = int(round(value))
-    return None
+        column, low, high = "", 0, (100 if proc_field == "sm" else 2**63)
+    rows = batch.gpu_rows
+    rejected = batch.rejected
+    cluster, host, deployment = resource.cluster, resource.host, resource.named_deployment
+    latest_ns = now_ns + _FUTURE_SLACK_NS
+    decode = decoder.decode_keyed
+    isfinite = math.isfinite
+    for point in points:
+        attrs = decode(point.attributes)
+        uuid = attrs.get("gpu.uuid")
+        if not uuid:
+            rejected["GPU data point has no gpu.uuid"] += 1
+            continue
+        time_ns = point.time_unix_nano
+        if time_ns <= 0 or time_ns > latest_ns:
+            rejected[_check_time(time_ns, now_ns) or ""] += 1
+            continue
+        which = point.WhichOneof("value")
+        if which == "as_int":
+            value = float(point.as_int)
+        elif which == "as_double":
+            value = point.as_double
+        else:
+            rejected[f"{name}: value is missing or not finite"] += 1
+            continue
+        if not isfinite(value):
+            rejected[f"{name}: value is missing or not finite"] += 1
+            continue
+        if proc_field is not None:
+            pid = attrs.get("process.pid")
+            if isinstance(pid, bool) or not isinstance(pid, int) or not 0 <= pid < 2**32:
+                rejected[f"{name}: process.pid is missing or not a pid"] += 1
+                continue
+            if not 0 <= value <= high:
+                rejected[f"{name}: value {value:g} is out of range"] += 1
+                continue
+        elif not low <= value <= high:
+            rejected[f"{name}: value {value:g} is outside {low:g}–{high:g}"] += 1
+            continue
+        key = (cluster, host, str(uuid), time_ns)
+        row = rows.get(key)
+        if row is None:
+            index = attrs.get("gpu.index", 0)
+            row = rows[key] = {
+                "gpu_index": int(index) if type(index) in (int, float) and 0 <= index < 65536 else 0,
+                "gpu_name": str(attrs.get("gpu.name", "")),
+                "deployment": deployment,
+            }
+        if proc_field is not None:
+            row.setdefault("_procs", {}).setdefault(pid, {})[proc_field] = int(value)
+        else:
+            # Every stored GPU field is a whole number: GPM percentages (doubles on the wire)
+            # are kept at 1 % resolution, like NVML's own utilisation (docs/telemetry.md).
+            row[column] = int(round(value))

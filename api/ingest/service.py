@@ -41,9 +41,8 @@ class Reply:
 def dedup_token(kind: str, keys: list[str]) -> str:
     """A digest of the batch's natural keys: a retried batch gets the same token."""
     digest = hashlib.sha256(kind.encode())
-    for key in sorted(keys):
-        digest.update(key.encode())
-        digest.update(b"\n")
+    # One update over the joined keys: the same digest as one update per key and newline.
+    digest.update("".join(f"{key}\n" for key in sorted(keys)).encode())
     return digest.hexdigest()
 
 
@@ -72,8 +71,12 @@ class Ingestor:
         request = parse(data, encoding, ExportTraceServiceRequest)
         count = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
         self._check_count(count, "spans")
+        now_ns = time.time_ns()
         batch = normalise_traces(
-            request, max_attribute_bytes=self._settings.max_attribute_bytes, now_ns=time.time_ns()
+            request,
+            max_attribute_bytes=self._settings.max_attribute_bytes,
+            now_ns=now_ns,
+            oldest_ns=now_ns - self._settings.raw_ttl_days * 86_400 * 10**9,
         )
         if batch.accepted:
             self._store.insert(

@@ -21,6 +21,7 @@ from api.ingest.conventions import CONVENTIONS
 from api.ingest.conventions.common import Fields
 from api.ingest.spans import AttributeDecoder, Rejected, Resource, Span, resource_of
 
+# fmt: off
 STAGE_NAMES = frozenset(
     {
         "vllm_queue", "vllm_prefill", "vllm_decode",
@@ -28,6 +29,7 @@ STAGE_NAMES = frozenset(
         "prefill_forward", "decode_forward", "dispatch", "tokenize", "detokenize",
     }
 )
+# fmt: on
 
 MAX_REQUEST_SECONDS = 86_400.0
 """A request longer than a day is a clock or unit error, not a request."""
@@ -35,6 +37,11 @@ MAX_REQUEST_SECONDS = 86_400.0
 _FUTURE_SLACK_NS = 86_400 * 10**9
 
 STATUS_ERROR = 2
+_UINT32_MAX = 2**32 - 1
+_UINT16_MAX = 2**16 - 1
+_NO_TRACE = bytes(16)
+_NO_SPAN = bytes(8)
+_FLOAT32_MAX = 3.4028234663852886e38
 
 REQUEST_SCHEMA = pa.schema(
     [
@@ -71,7 +78,8 @@ COLUMNS = tuple(REQUEST_SCHEMA.names)
 class TraceBatch:
     """The outcome of one OTLP traces request."""
 
-    columns: dict[str, list[Any]] = field(default_factory=lambda: {c: [] for c in COLUMNS})
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    """One tuple per stored span, in `COLUMNS` order."""
     rejected: Counter[str] = field(default_factory=Counter)
     ignored: int = 0
     truncated_attributes: int = 0
@@ -79,24 +87,39 @@ class TraceBatch:
 
     @property
     def accepted(self) -> int:
-        return len(self.columns["span_id"])
+        return len(self.rows)
+
+    @property
+    def columns(self) -> dict[str, list[Any]]:
+        if not self.rows:
+            return {c: [] for c in COLUMNS}
+        return {c: list(values) for c, values in zip(COLUMNS, zip(*self.rows, strict=True), strict=True)}
 
     @property
     def rejected_count(self) -> int:
         return sum(self.rejected.values())
 
     def to_arrow(self) -> pa.Table:
-        return pa.Table.from_pydict(self.columns, schema=REQUEST_SCHEMA)
+        if not self.rows:
+            return REQUEST_SCHEMA.empty_table()
+        columns = zip(*self.rows, strict=True)
+        return pa.Table.from_arrays(
+            [pa.array(values, type=f.type) for values, f in zip(columns, REQUEST_SCHEMA, strict=True)],
+            schema=REQUEST_SCHEMA,
+        )
 
     def keys(self) -> list[str]:
-        return [t + s for t, s in zip(self.columns["trace_id"], self.columns["span_id"], strict=True)]
+        return [row[2] + row[3] for row in self.rows]
 
 
 def normalise_traces(
-    request: ExportTraceServiceRequest, *, max_attribute_bytes: int, now_ns: int
+    request: ExportTraceServiceRequest, *, max_attribute_bytes: int, now_ns: int, oldest_ns: int = 0
 ) -> TraceBatch:
+    """`oldest_ns`: spans that start earlier are rejected (the store's retention would drop
+    them on insert, so accepting them would acknowledge what is never stored)."""
     decoder = AttributeDecoder(max_attribute_bytes)
     batch = TraceBatch()
+    rows = batch.rows
     seen: set[bytes] = set()
     for resource_spans in request.resource_spans:
         resource = resource_of(decoder.decode(resource_spans.resource.attributes))
@@ -110,8 +133,10 @@ def normalise_traces(
         for span in spans:
             if span.name in STAGE_NAMES and span.parent_span_id in by_id:
                 continue  # read through its parent
-            convention = next((c for c in CONVENTIONS if c.claims(span)), None)
-            if convention is None:
+            for convention in CONVENTIONS:
+                if convention.claims(span):
+                    break
+            else:
                 batch.ignored += 1
                 continue
             key = span.trace_id + span.span_id
@@ -119,7 +144,7 @@ def normalise_traces(
                 batch.ignored += 1  # the same span twice in one request: keep the first
                 continue
             try:
-                _append(batch.columns, span, resource, convention.NAME, convention.read(span), now_ns)
+                rows.append(_row(span, resource, convention.NAME, convention.read(span), now_ns, oldest_ns))
             except Rejected as rejection:
                 batch.rejected[rejection.reason] += 1
                 continue
@@ -129,21 +154,25 @@ def normalise_traces(
 
 
 def _decode_spans(resource_spans: Any, decoder: AttributeDecoder) -> list[Span]:
-    out = []
+    out: list[Span] = []
+    append = out.append
+    decode = decoder.decode
     for scope_spans in resource_spans.scope_spans:
         for s in scope_spans.spans:
-            out.append(
+            status = s.status
+            # Positional, in Span's field order (trace_id … status_message): the hot loop.
+            append(
                 Span(
-                    trace_id=s.trace_id,
-                    span_id=s.span_id,
-                    parent_span_id=s.parent_span_id,
-                    name=s.name,
-                    kind=s.kind,
-                    start_ns=s.start_time_unix_nano,
-                    end_ns=s.end_time_unix_nano,
-                    attrs=decoder.decode(s.attributes),
-                    status_code=s.status.code,
-                    status_message=s.status.message,
+                    s.trace_id,
+                    s.span_id,
+                    s.parent_span_id,
+                    s.name,
+                    s.kind,
+                    s.start_time_unix_nano,
+                    s.end_time_unix_nano,
+                    decode(s.attributes),
+                    status.code,
+                    status.message,
                 )
             )
     return out
@@ -161,7 +190,7 @@ def _seconds(name: str, value: float | None) -> float | None:
     return value
 
 
-def _tokens(name: str, value: int | None, limit: int = 2**32 - 1) -> int | None:
+def _tokens(name: str, value: int | None, limit: int = _UINT32_MAX) -> int | None:
     if value is None:
         return None
     if value < 0:
@@ -171,56 +200,90 @@ def _tokens(name: str, value: int | None, limit: int = 2**32 - 1) -> int | None:
     return value
 
 
-def _append(
-    cols: dict[str, list[Any]], span: Span, resource: Resource, framework: str, f: Fields, now_ns: int
-) -> None:
-    if len(span.trace_id) != 16 or not any(span.trace_id):
+def _row(
+    span: Span, resource: Resource, framework: str, f: Fields, now_ns: int, oldest_ns: int = 0
+) -> tuple[Any, ...]:
+    """The span's row in `COLUMNS` order, or `Rejected`. Checks run in a fixed order, so a
+    span wrong in several ways is always rejected for the same reason. In-range values
+    skip the checking calls (NaN fails every comparison, so it still reaches them)."""
+    trace_id = span.trace_id
+    span_id = span.span_id
+    start_ns = span.start_ns
+    end_ns = span.end_ns
+    if len(trace_id) != 16 or trace_id == _NO_TRACE:
         raise Rejected("missing or malformed trace id")
-    if len(span.span_id) != 8 or not any(span.span_id):
+    if len(span_id) != 8 or span_id == _NO_SPAN:
         raise Rejected("missing or malformed span id")
-    if span.start_ns <= 0:
+    if start_ns <= 0:
         raise Rejected("missing start time")
-    if span.end_ns and span.end_ns < span.start_ns:
+    if end_ns and end_ns < start_ns:
         raise Rejected("span ends before it starts")
-    if span.start_ns > now_ns + _FUTURE_SLACK_NS:
+    if start_ns > now_ns + _FUTURE_SLACK_NS:
         raise Rejected("start time is more than a day in the future")
-    e2e = _seconds("e2e time", f.e2e_s)
+    if start_ns < oldest_ns:
+        raise Rejected("start time is older than the retention period")
+    e2e = f.e2e_s
     if e2e is None:
-        if not span.end_ns:
+        if not end_ns:
             raise Rejected("missing end time")
-        e2e = _seconds("span duration", span.duration_s)
+        e2e = (end_ns - start_ns) / 1e9
+        if not 0 <= e2e <= MAX_REQUEST_SECONDS:
+            e2e = _seconds("span duration", e2e)
+    elif not 0 <= e2e <= MAX_REQUEST_SECONDS:
+        e2e = _seconds("e2e time", e2e)
     assert e2e is not None
-    queue = _seconds("queue time", f.queue_s)
-    ttft = _seconds("time to first token", f.ttft_s)
-    prefill = _seconds("prefill time", f.prefill_s)
-    decode = _seconds("decode time", f.decode_s)
+    queue = f.queue_s
+    if queue is not None and not 0 <= queue <= MAX_REQUEST_SECONDS:
+        queue = _seconds("queue time", queue)
+    ttft = f.ttft_s
+    if ttft is not None and not 0 <= ttft <= MAX_REQUEST_SECONDS:
+        ttft = _seconds("time to first token", ttft)
+    prefill = f.prefill_s
+    if prefill is not None and not 0 <= prefill <= MAX_REQUEST_SECONDS:
+        prefill = _seconds("prefill time", prefill)
+    decode = f.decode_s
+    if decode is not None and not 0 <= decode <= MAX_REQUEST_SECONDS:
+        decode = _seconds("decode time", decode)
     temperature = f.temperature
-    if temperature is not None and not math.isfinite(temperature):
-        raise Rejected("temperature is not a finite number")
-    start_us = span.start_ns // 1000
+    if temperature is not None and not -_FLOAT32_MAX <= temperature <= _FLOAT32_MAX:
+        raise Rejected("temperature is not a finite number")  # past float32, it would be stored as inf
+    prompt = f.prompt_tokens
+    if prompt is not None and not 0 <= prompt <= _UINT32_MAX:
+        prompt = _tokens("prompt tokens", prompt)
+    cached = f.cached_tokens
+    if cached is not None and not 0 <= cached <= _UINT32_MAX:
+        cached = _tokens("cached prompt tokens", cached)
+    output = f.output_tokens
+    if output is not None and not 0 <= output <= _UINT32_MAX:
+        output = _tokens("output tokens", output)
+    n = f.n
+    if n is not None and not 0 <= n <= _UINT16_MAX:
+        n = _tokens("n", n, _UINT16_MAX)
+    max_tokens = f.max_tokens
+    if max_tokens is not None and not 0 <= max_tokens <= _UINT32_MAX:
+        max_tokens = _tokens("max tokens", max_tokens)
+    start_us = start_ns // 1000
     error = ""
     if span.status_code == STATUS_ERROR:
         error = span.status_message[:512] or "error"
     elif f.finish_reason in ("error", "abort"):
         error = f.finish_reason
-    # Everything is validated before the first append, so a rejection never leaves the
-    # columns of different lengths.
-    row = (
+    return (
         start_us,
         start_us + int(e2e * 1e6),
-        span.trace_id.hex(),
-        span.span_id.hex(),
+        trace_id.hex(),
+        span_id.hex(),
         f.request_id[:256],
         resource.cluster,
         resource.host,
         resource.deployment,
         f.model or resource.model,
         framework,
-        _tokens("prompt tokens", f.prompt_tokens),
-        _tokens("cached prompt tokens", f.cached_tokens),
-        _tokens("output tokens", f.output_tokens),
-        _tokens("n", f.n, 2**16 - 1),
-        _tokens("max tokens", f.max_tokens),
+        prompt,
+        cached,
+        output,
+        n,
+        max_tokens,
         temperature,
         queue,
         ttft,
@@ -231,5 +294,3 @@ def _append(
         error,
         resource.gpu_uuids,
     )
-    for name, value in zip(COLUMNS, row, strict=True):
-        cols[name].append(value)

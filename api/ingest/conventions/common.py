@@ -3,6 +3,7 @@ request row is made of."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -40,19 +41,36 @@ def number(attrs: dict[str, Any], *keys: str) -> float | None:
     for key in keys:
         if key in attrs:
             value = attrs[key]
+            kind = type(value)
+            if kind is float:
+                return value
+            if kind is int:
+                return float(value)
             if isinstance(value, bool):
-                return float("nan")
+                return math.nan
             if isinstance(value, int | float):
                 return float(value)
             try:
                 return float(value)
             except (TypeError, ValueError):
-                return float("nan")
+                return math.nan
     return None
+
+
+_EXACT_FLOAT_INT = 2**53
 
 
 def count(attrs: dict[str, Any], *keys: str) -> int | None:
     """The first of `keys` present as a whole number; negative or fractional → -1 (rejected)."""
+    for key in keys:
+        if key in attrs:
+            found = attrs[key]
+            # The common case, without the float round trip (exact below 2**53, as floats are).
+            if type(found) is int and 0 <= found <= _EXACT_FLOAT_INT:
+                return found
+            break
+    else:
+        return None
     value = number(attrs, *keys)
     if value is None:
         return None
@@ -75,14 +93,24 @@ def finish_reason(attrs: dict[str, Any]) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        stripped = value.strip()
-        if stripped.startswith("["):
-            try:
-                value = json.loads(stripped)
-            except json.JSONDecodeError:
-                return stripped[:64]
-        else:
-            return stripped[:64]
+        return _finish_text(value)
+    return _finish_value(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _finish_text(value: str) -> str:
+    """`finish_reason` of a string; cached, as every span of a batch says much the same."""
+    stripped = value.strip()
+    if not stripped.startswith("["):
+        return stripped[:64]
+    try:
+        parsed = json.loads(stripped)
+    except (json.JSONDecodeError, RecursionError):  # "[[[[…" deeper than json allows
+        return stripped[:64]
+    return _finish_value(parsed)
+
+
+def _finish_value(value: Any) -> str:
     if isinstance(value, list):
         return ",".join(str(v) for v in value if v is not None)[:64]
     return str(value)[:64]
