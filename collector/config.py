@@ -253,7 +253,8 @@ OPTIONS: tuple[Option, ...] = (
         "--spool-max-bytes",
         parse_size,
         512 * 2**20,
-        "Bound on the spool; past it the oldest batches are dropped and counted.",
+        "Bound on the spool (batches compressed, open segments not); past it the oldest batches "
+        "are dropped and counted.",
         "SIZE",
     ),
     Option(
@@ -277,7 +278,8 @@ OPTIONS: tuple[Option, ...] = (
         "--queue-max-bytes",
         parse_size,
         32 * 2**20,
-        "Bound on payloads waiting in memory; past it new payloads are dropped and counted.",
+        "Bound on GPU samples and scrapes waiting in memory to be spooled; past it new ones are "
+        "dropped and counted.",
         "SIZE",
     ),
     Option(
@@ -293,7 +295,7 @@ OPTIONS: tuple[Option, ...] = (
         "--flush-interval",
         parse_duration,
         5.0,
-        "Longest a payload waits in memory before it is batched and sent.",
+        "Longest data waits in the spool's open segment before it is sealed into a batch and sent.",
         "DURATION",
     ),
     Option(

@@ -31,6 +31,7 @@ class PayloadQueue:
         self._bytes = 0
         self._cond = threading.Condition()
         self._closing = False
+        self._woken = False
 
     @property
     def size_bytes(self) -> int:
@@ -52,12 +53,19 @@ class PayloadQueue:
         with self._cond:
             while not self._items:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._closing:
+                if remaining <= 0 or self._closing or self._woken:
+                    self._woken = False
                     return None
                 self._cond.wait(remaining)
             payload = self._items.popleft()
             self._bytes -= len(payload.body)
             return payload
+
+    def wake(self) -> None:
+        """Make a waiting (or the next) ``get`` return at once, with None if nothing is queued."""
+        with self._cond:
+            self._woken = True
+            self._cond.notify_all()
 
     def close(self) -> None:
         """Shutdown: ``get`` stops waiting; what is queued can still be taken."""

@@ -1,10 +1,12 @@
 """The OTLP/HTTP receiver the engine exports to (``/v1/traces``, also ``/v1/metrics``).
 
 A request is decoded (protobuf or JSON, optionally gzip), each resource gets the collector's
-attributes where it lacks them, and the re-encoded request is queued. The engine is answered
-at once: 200 when queued, 200 with ``partial_success`` naming what was dropped when the queue is
-full (a retry would not help and would only keep the engine's exporter busy), 4xx for input
-that can't be read. Nothing here waits on the inferwatch server.
+attributes where it lacks them, and the re-encoded request is appended to the spool on disk.
+The engine is answered once it is written there: 200 then, so an acknowledged span survives the
+collector being killed; 503 with ``Retry-After`` when the spool cannot take it (its disk is full
+or failing), so the engine's exporter keeps it and retries instead of it being lost here; 413 for
+a request larger than the whole spool; 4xx for input that can't be read. Nothing here waits on
+the inferwatch server.
 """
 
 from __future__ import annotations
@@ -31,12 +33,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from collector.identity import Identity
 from collector.otlp import add_missing_attributes
 from collector.promconv import count_points
-from collector.queue import Payload, PayloadQueue
 from collector.selfmetrics import CollectorMetrics
+from collector.spool import Added, Spool
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 32 * 2**20  # before and after decompression
+RETRY_AFTER_S = 5  # asked of the engine when the spool cannot take its request
 _ROUTES = {"/v1/traces": "traces", "/v1/metrics": "metrics"}
 _ID_KEYS = {"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"}
 
@@ -50,27 +53,29 @@ class BadRequest(Exception):
 
 
 class Reply:
-    __slots__ = ("status", "content_type", "body")
+    __slots__ = ("status", "content_type", "body", "headers")
 
-    def __init__(self, status: int, content_type: str, body: bytes) -> None:
+    def __init__(
+        self, status: int, content_type: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> None:
         self.status, self.content_type, self.body = status, content_type, body
+        self.headers = headers or {}
 
 
 class OtlpReceiver:
-    """Turns one HTTP request into a queued payload and a reply. No sockets: see ``RelayServer``."""
+    """Turns one HTTP request into a spool record and a reply. No sockets: see ``RelayServer``."""
 
     def __init__(
         self,
         identity: Identity,
-        queue: PayloadQueue,
+        spool: Spool,
         metrics: CollectorMetrics,
         max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self._identity = identity
-        self._queue = queue
+        self._spool = spool
         self._metrics = metrics
         self._max = max_body_bytes
-        self._warned_full = False
 
     @property
     def max_body_bytes(self) -> int:
@@ -86,23 +91,21 @@ class OtlpReceiver:
         except BadRequest as exc:
             return self._reply(path, _error_reply(exc.status, str(exc), as_json))
         items = self._enrich(kind, request)
-        payload = Payload(kind, request.SerializeToString(), items, "relay")
-        self._metrics.received_items.labels(kind, "relay").inc(items)
-        rejected = 0
-        if not self._queue.put(payload):
-            rejected = items
-            self._metrics.queue_dropped_items.labels(kind, "relay").inc(items)
-            if not self._warned_full:
-                self._warned_full = True
-                log.warning(
-                    "queue full: dropping %s from the engine (the server is slow or away and "
-                    "the spool is not keeping up); see "
-                    "inferwatch_collector_queue_dropped_items_total",
-                    kind,
-                )
-        else:
-            self._warned_full = False
-        return self._reply(path, _success_reply(kind, rejected, as_json))
+        added = self._spool.add(kind, items, request.SerializeToString())
+        if added is Added.KEPT:
+            self._metrics.received_items.labels(kind, "relay").inc(items)
+            return self._reply(path, _success_reply(kind, as_json))
+        self._metrics.relay_refused_items.labels(kind, added.value).inc(items)
+        if added is Added.TOO_LARGE:
+            return self._reply(path, _error_reply(413, "request larger than the collector's spool", as_json))
+        reply = _error_reply(
+            503,
+            f"the collector cannot keep this request now ({added.value}: its spool "
+            f"{'disk is full or failing' if added is Added.WRITE_ERROR else 'is full'}); retry later",
+            as_json,
+        )
+        reply.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return self._reply(path, reply)
 
     def _reply(self, path: str, reply: Reply) -> Reply:
         self._metrics.relay_requests.labels(path if path in _ROUTES else "other", str(reply.status)).inc()
@@ -131,6 +134,8 @@ class OtlpReceiver:
                 )
         except (DecodeError, json_format.ParseError, ValueError, TypeError) as exc:
             raise BadRequest(400, f"cannot decode the OTLP request: {exc}") from None
+        except RecursionError:  # JSON nested deeper than any OTLP message (json.loads, ParseDict)
+            raise BadRequest(400, "cannot decode the OTLP request: JSON nested too deeply") from None
         return message
 
     def _enrich(self, kind: str, request: Any) -> int:
@@ -176,18 +181,8 @@ def _ids_to_base64(node: Any) -> Any:
     return node
 
 
-def _success_reply(kind: str, rejected: int, as_json: bool) -> Reply:
-    response: Message
-    if kind == "traces":
-        response = ExportTraceServiceResponse()
-        if rejected:
-            response.partial_success.rejected_spans = rejected
-    else:
-        response = ExportMetricsServiceResponse()
-        if rejected:
-            response.partial_success.rejected_data_points = rejected
-    if rejected:
-        response.partial_success.error_message = "inferwatch collector queue full; dropped"
+def _success_reply(kind: str, as_json: bool) -> Reply:
+    response: Message = ExportTraceServiceResponse() if kind == "traces" else ExportMetricsServiceResponse()
     if as_json:
         return Reply(200, "application/json", json_format.MessageToJson(response).encode())
     return Reply(200, "application/x-protobuf", response.SerializeToString())
@@ -239,6 +234,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(reply.body)))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
         if close:
             self.send_header("Connection", "close")
             self.close_connection = True

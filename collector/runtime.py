@@ -67,20 +67,19 @@ class Collector:
 
     def start(self) -> None:
         cfg = self.config
-        self.spool = open_spool(cfg.spool_path, cfg.spool_max_bytes, self.metrics)
+        self.spool = open_spool(cfg.spool_path, cfg.spool_max_bytes, self.metrics, cfg.batch_max_bytes)
         self._exporter = OtlpHttpExporter(cfg.server, cfg.token, cfg.export_timeout)
         self._shipper = Shipper(
             self.queue,
             self.spool,
             self._exporter,
             self.metrics,
-            batch_max_bytes=cfg.batch_max_bytes,
             flush_interval_s=cfg.flush_interval,
             pause_max_s=self._retry_pause_max_s,
         )
         self._shipper.start()
         self._metrics_server, _ = self.metrics.serve(cfg.metrics_host, cfg.metrics_port)
-        receiver = OtlpReceiver(self.identity, self.queue, self.metrics)
+        receiver = OtlpReceiver(self.identity, self.spool, self.metrics)
         self._relay = RelayServer(cfg.otlp_host, cfg.otlp_port, receiver)
         self._relay.start()
         log.info(

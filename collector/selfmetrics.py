@@ -58,6 +58,14 @@ class CollectorMetrics:
             namespace=ns,
             registry=reg,
         )
+        self.relay_refused_items = Counter(
+            "relay_refused_items",
+            "Relayed items the spool could not keep (write_error: its disk is full or failing; full; "
+            "too_large), answered 503 or 413 and never acknowledged: the engine keeps them.",
+            ["kind", "reason"],
+            namespace=ns,
+            registry=reg,
+        )
         self.delivered_batches = Counter(
             "delivered_batches", "Batches the server accepted.", ["kind"], namespace=ns, registry=reg
         )

@@ -1,22 +1,24 @@
-"""Batching and sending: PayloadQueue -> (batcher) -> Spool -> (sender) -> server.
+"""Sealing and sending: (relay) -> Spool <- (batcher) <- PayloadQueue; Spool -> (sender) -> server.
 
-The batcher joins payloads of one kind into a batch (OTLP export requests concatenate into a
-valid request: their only field is a repeated one), compresses it once, and appends it to the
-spool. The sender delivers the spool's oldest batch, and only removes it once the server has
-answered for it. Two threads, so that a slow or absent server never stops the queue draining.
+The relay appends what the engine sends straight to the spool (so it is on disk before the
+engine is answered). GPU samples and scrapes, which nobody waits for, go through the bounded
+in-memory queue; the batcher moves them into the spool the same way. The batcher also seals
+the spool's segments into compressed batches every ``flush_interval`` (or at
+``batch_max_bytes``). The sender delivers the spool's oldest batch, and only removes it once
+the server has answered for it. Separate threads, so that a slow or absent server never stops
+the queue draining.
 """
 
 from __future__ import annotations
 
-import gzip
 import logging
 import threading
 import time
 
 from collector.export import RETRYABLE, ExportResult, OtlpHttpExporter, Outcome
-from collector.queue import Payload, PayloadQueue
+from collector.queue import PayloadQueue
 from collector.selfmetrics import CollectorMetrics
-from collector.spool import Spool, SpoolEntry
+from collector.spool import Added, Spool, SpoolEntry
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,6 @@ class Shipper:
         exporter: OtlpHttpExporter,
         metrics: CollectorMetrics,
         *,
-        batch_max_bytes: int,
         flush_interval_s: float,
         pause_max_s: float = PAUSE_MAX_S,
     ) -> None:
@@ -44,7 +45,6 @@ class Shipper:
         self._spool = spool
         self._exporter = exporter
         self._metrics = metrics
-        self._batch_max_bytes = batch_max_bytes
         self._flush_interval_s = flush_interval_s
         self._pause_max_s = pause_max_s  # longest pause between deliveries while the server is away
         self._stop_batching = threading.Event()
@@ -54,13 +54,15 @@ class Shipper:
         self._announced_outage = False
 
     def start(self) -> None:
+        self._spool.on_closed = self._queue.wake  # a full segment: seal it now, not when due
         for name, target in (("batcher", self._batch_loop), ("sender", self._send_loop)):
             thread = threading.Thread(target=target, name=f"inferwatch-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def stop(self, grace_s: float) -> None:
-        """Batch what is queued, then keep sending for up to ``grace_s``; the rest stays spooled."""
+        """Spool and seal what is queued, then keep sending for up to ``grace_s``; the rest
+        stays spooled."""
         self._stop_batching.set()
         self._queue.close()
         if self._threads:
@@ -79,41 +81,19 @@ class Shipper:
     # --- batcher -------------------------------------------------------------------------
 
     def _batch_loop(self) -> None:
-        pending: dict[str, list[Payload]] = {}
-        sizes: dict[str, int] = {}
-        opened: dict[str, float] = {}
+        wait = 0.0
         while True:
-            now = time.monotonic()
-            due = min(
-                (opened[k] + self._flush_interval_s for k in pending), default=now + self._flush_interval_s
-            )
-            payload = self._queue.get(timeout=max(0.0, due - now))
+            payload = self._queue.get(timeout=wait)  # woken early when a segment fills
             self._metrics.queue_bytes.set(self._queue.size_bytes)
             if payload is not None:
-                kind = payload.kind
-                if kind in pending and sizes[kind] + len(payload.body) > self._batch_max_bytes:
-                    self._flush(kind, pending, sizes, opened)
-                pending.setdefault(kind, []).append(payload)
-                sizes[kind] = sizes.get(kind, 0) + len(payload.body)
-                opened.setdefault(kind, time.monotonic())
-            now = time.monotonic()
-            for kind in [k for k in pending if now - opened[k] >= self._flush_interval_s]:
-                self._flush(kind, pending, sizes, opened)
-            if self._stop_batching.is_set() and payload is None:
-                for kind in list(pending):
-                    self._flush(kind, pending, sizes, opened)
+                added = self._spool.add(payload.kind, payload.items, payload.body)
+                if added is not Added.KEPT:  # nobody to refuse it to: dropped, and counted
+                    self._metrics.spool_dropped_batches.labels(added.value).inc()
+                    self._metrics.spool_dropped_items.labels(payload.kind, added.value).inc(payload.items)
+            stopping = self._stop_batching.is_set() and payload is None
+            wait = self._spool.seal(self._flush_interval_s, force=stopping)
+            if stopping:
                 return
-
-    def _flush(
-        self, kind: str, pending: dict[str, list[Payload]], sizes: dict[str, int], opened: dict[str, float]
-    ) -> None:
-        payloads = pending.pop(kind)
-        sizes.pop(kind)
-        opened.pop(kind)
-        # mtime=0: the same batch always compresses to the same bytes.
-        # Level 1: OTLP (random ids) compresses no better at 6, at less than half the speed.
-        body = gzip.compress(b"".join(p.body for p in payloads), compresslevel=1, mtime=0)
-        self._spool.append(kind, sum(p.items for p in payloads), body)
 
     # --- sender --------------------------------------------------------------------------
 

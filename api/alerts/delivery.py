@@ -2,7 +2,13 @@
 when the network fails; honouring Retry-After; exponential backoff with jitter), within an
 overall deadline, with waits a shutdown cuts short. `Deliverer` runs deliveries on its own
 daemon threads and records each in the delivery log, so a slow or hanging receiver holds
-one of its workers, never the scheduler, and never the process at exit."""
+one of its workers, never the scheduler, and never the process at exit.
+
+httpx's timeouts bound each socket operation, not a request: a receiver that trickles its
+answer a byte at a time would hold a worker for as long as it likes. `webhook_client()`
+therefore gives its connections a network layer that bounds every connect, read and write by
+the attempt's wall-clock deadline (`attempt_deadline`), which `post_signed` sets to the
+smaller of the per-attempt timeout and what is left of the overall deadline."""
 
 from __future__ import annotations
 
@@ -11,12 +17,14 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Literal
+from typing import Any, Literal
 
+import httpcore
 import httpx
 
 from api import __version__
@@ -85,6 +93,95 @@ def retry_after_s(value: str | None, now: datetime | None = None) -> float | Non
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+_attempt = threading.local()  # .deadline: time.monotonic() by which the attempt must be over
+
+
+@contextmanager
+def attempt_deadline(seconds: float) -> Iterator[None]:
+    """Bound every socket operation of a `webhook_client()` request made in this thread, in
+    total, to `seconds` from now."""
+    previous = getattr(_attempt, "deadline", None)
+    _attempt.deadline = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _attempt.deadline = previous
+
+
+def _bounded(timeout: float | None, error: type[Exception]) -> float | None:
+    deadline = getattr(_attempt, "deadline", None)
+    if deadline is None:
+        return timeout
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise error("the attempt's deadline passed")
+    return remaining if timeout is None else min(timeout, remaining)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, bounded))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's network layer with every operation bounded by `attempt_deadline`."""
+
+    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+        self._backend = backend
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._backend.connect_tcp(host, port, bounded, local_address, socket_options))
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._backend.connect_unix_socket(path, bounded, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def webhook_client() -> httpx.Client:
+    """The client webhooks are sent with: no redirects, our User-Agent, and connections (direct
+    or through a proxy from the environment) whose reads and writes `attempt_deadline` bounds."""
+    client = httpx.Client(follow_redirects=False, headers={"User-Agent": f"inferwatch/{__version__}"})
+    for transport in [client._transport, *client._mounts.values()]:  # noqa: SLF001
+        pool = getattr(transport, "_pool", None)
+        if transport is not None and not hasattr(pool, "_network_backend"):
+            client.close()
+            raise RuntimeError("httpx/httpcore changed: cannot bound webhook requests by a deadline")
+        if pool is not None:
+            pool._network_backend = _DeadlineBackend(pool._network_backend)  # noqa: SLF001
+    return client
+
+
 def post_signed(
     client: httpx.Client,
     url: str,
@@ -97,7 +194,9 @@ def post_signed(
     clock: Callable[[], float] = time.monotonic,
 ) -> Outcome:
     """POST `body` to `url` until it is accepted (2xx), refused for good, out of attempts or
-    deadline, or `stop` is set. Each attempt is signed afresh with its own timestamp."""
+    deadline, or `stop` is set. Each attempt is signed afresh with its own timestamp. With a
+    `webhook_client()`, an attempt ends within its timeout (or the overall deadline) however
+    slowly the receiver answers; other clients bound each read only."""
     started = clock()
     out = Outcome("failed", 0)
     while True:
@@ -111,10 +210,10 @@ def post_signed(
             **(headers or {}),
         }
         wait: float | None = None
+        budget = max(0.1, min(policy.timeout_s, remaining))
         try:
-            response = client.post(
-                url, content=body, headers=sent, timeout=max(0.1, min(policy.timeout_s, remaining))
-            )
+            with attempt_deadline(budget):
+                response = client.post(url, content=body, headers=sent, timeout=budget)
         except httpx.HTTPError as exc:
             out.response_status, out.error = None, f"{type(exc).__name__}: {exc}"[:500]
         else:
@@ -178,9 +277,7 @@ class Deliverer:
         self._record = record
         self._stop = threading.Event()
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
-        self._client = httpx.Client(
-            follow_redirects=False, headers={"User-Agent": f"inferwatch/{__version__}"}
-        )
+        self._client = webhook_client()
         self._workers = workers
         self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()

@@ -3,11 +3,16 @@ counted, never the batch being sent, and no crash when the disk refuses."""
 
 from __future__ import annotations
 
+import gzip
 import shutil
+import time
 from pathlib import Path
 
+from collector.export import OtlpHttpExporter
+from collector.queue import PayloadQueue
 from collector.selfmetrics import CollectorMetrics
-from collector.spool import DiskSpool, MemorySpool, open_spool
+from collector.shipper import Shipper
+from collector.spool import Added, DiskSpool, MemorySpool, encode_record, open_spool
 
 
 def dropped(metrics: CollectorMetrics, reason: str, kind: str = "traces") -> tuple[float, float]:
@@ -102,3 +107,82 @@ def test_an_unusable_spool_directory_falls_back_to_memory(tmp_path: Path) -> Non
     assert isinstance(spool, MemorySpool)
     spool.append("traces", 1, b"kept in memory")
     assert drain(spool) == [b"kept in memory"]
+
+
+def test_a_record_is_in_its_segment_file_when_add_returns_and_a_restart_seals_and_delivers_it(
+    tmp_path: Path,
+) -> None:
+    first = DiskSpool(tmp_path, 10_000, CollectorMetrics())
+    assert first.add("traces", 2, b"span-request-1") is Added.KEPT
+    assert first.add("traces", 3, b"span-request-2") is Added.KEPT
+    assert first.add("metrics", 1, b"metric-request") is Added.KEPT
+    # Nothing sealed yet (no batch file), yet both records are in the file: a SIGKILL now
+    # loses neither. The file is the length-prefixed records, byte for byte.
+    assert not list(tmp_path.glob("*.otlp.gz"))
+    traces = (tmp_path / "0000000000000001.traces.seg").read_bytes()
+    assert traces == encode_record(b"span-request-1", 2) + encode_record(b"span-request-2", 3)
+    # A crash mid-write leaves a torn third record behind the two good ones.
+    with open(tmp_path / "0000000000000001.traces.seg", "ab") as fh:
+        fh.write(encode_record(b"span-request-3-never-acknowledged", 9)[:20])
+    metrics = CollectorMetrics()
+    second = DiskSpool(tmp_path, 10_000, metrics)  # the next start seals what it finds
+    assert not list(tmp_path.glob("*.seg"))
+    assert [(e.seq, e.kind, e.items) for e in second.entries()] == [(1, "traces", 5), (2, "metrics", 1)]
+    batches = [gzip.decompress(body) for body in drain(second)]
+    assert batches == [b"span-request-1span-request-2", b"metric-request"]
+    assert metrics.value("inferwatch_collector_spooled_batches_total", {"kind": "traces"}) == 1
+
+
+def test_a_segment_whose_batch_was_written_before_a_crash_is_not_delivered_twice(tmp_path: Path) -> None:
+    spool = DiskSpool(tmp_path, 10_000, CollectorMetrics())
+    spool.add("traces", 2, b"R" * 50)
+    segment = (tmp_path / "0000000000000001.traces.seg").read_bytes()
+    spool.seal(0.0)
+    # As if killed between writing the batch and removing its segment: both on disk.
+    (tmp_path / "0000000000000001.traces.seg").write_bytes(segment)
+    again = DiskSpool(tmp_path, 10_000, CollectorMetrics())
+    assert [gzip.decompress(b) for b in drain(again)] == [b"R" * 50]
+    assert not list(tmp_path.iterdir())
+
+
+def test_segments_are_sealed_when_old_or_full_and_batches_keep_their_order(tmp_path: Path) -> None:
+    record = len(encode_record(b"x" * 100, 1))
+    spool = DiskSpool(tmp_path, 100_000, CollectorMetrics(), batch_max_bytes=3 * record)
+    for i in range(7):  # 3 + 3 + 1 records: two full segments closed, one open
+        spool.add("traces", 1, bytes([65 + i]) * 100)
+    assert spool.seal(60.0) > 50  # the two full ones sealed; the open one is due in ~60 s
+    assert [(e.seq, e.items) for e in spool.entries()] == [(1, 3), (2, 3)]
+    spool.seal(60.0, force=True)
+    bodies = [gzip.decompress(b) for b in drain(spool)]
+    assert bodies == [b"A" * 100 + b"B" * 100 + b"C" * 100, b"D" * 100 + b"E" * 100 + b"F" * 100, b"G" * 100]
+    assert spool.size_bytes == 0 and len(spool) == 0
+
+
+def test_room_for_a_new_record_is_made_by_dropping_the_oldest_batch_and_counted(tmp_path: Path) -> None:
+    metrics = CollectorMetrics()
+    spool = DiskSpool(tmp_path, 300, metrics)
+    spool.append("traces", 4, b"O" * 200)  # an old batch
+    assert spool.add("traces", 2, b"N" * 150) is Added.KEPT  # 200 + 162 > 300: the old one goes
+    assert dropped(metrics, "full") == (1, 4)
+    spool.seal(0.0)
+    assert [gzip.decompress(b) for b in drain(spool)] == [b"N" * 150]
+
+
+def test_a_segment_filled_by_the_relay_is_sealed_at_once_not_at_the_flush_interval(tmp_path: Path) -> None:
+    record = len(encode_record(b"x" * 100, 1))
+    metrics = CollectorMetrics()
+    spool = DiskSpool(tmp_path, 100_000, metrics, batch_max_bytes=2 * record)
+    exporter = OtlpHttpExporter("http://127.0.0.1:9", None, deadline_s=0.1)  # nobody listens
+    shipper = Shipper(PayloadQueue(2**20), spool, exporter, metrics, flush_interval_s=60.0, pause_max_s=0.1)
+    shipper.start()
+    try:
+        time.sleep(0.2)  # the batcher is now waiting out its 60 s
+        for i in range(3):  # the third record closes the first segment (two records)
+            assert spool.add("traces", 1, bytes([65 + i]) * 100) is Added.KEPT
+        deadline = time.monotonic() + 5
+        while not spool.entries() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [(e.seq, e.items) for e in spool.entries()] == [(1, 2)]  # the open one waits
+    finally:
+        shipper.stop(grace_s=0)
+        exporter.close()

@@ -17,15 +17,11 @@ def test_fault(name: str, tmp_path: Path) -> None:
     assert not result.problems, result.problems
     assert result.duplicates == 0, result
     assert result.acknowledged > 0 and result.stored > 0, result
-    assert result.lost <= result.counted_drops + result.known_loss, result
+    assert result.lost <= result.counted_drops, result
     if name == "spool_disk_full":
         # The disk really filled: some spans were dropped (and counted), not all.
         assert 0 < result.counted_drops < result.acknowledged, result
         assert result.stored + result.counted_drops == result.acknowledged, result
-    elif name == "collector_killed_unflushed":
-        # What was on disk at the kill arrived; exactly what was only in memory is missing.
-        assert 0 < result.known_loss < result.acknowledged, result
-        assert result.lost == result.known_loss and result.stored == result.acknowledged - result.lost
     elif name != "webhooks":
         assert result.lost == 0 and result.stored == result.acknowledged == result.sent, result
         assert result.sent % SPANS_PER_BATCH == 0

@@ -52,9 +52,7 @@ def ship_one_batch(tmp_path: Path, status: int, failures: int) -> tuple[Collecto
     queue = PayloadQueue(2**20)
     spool = DiskSpool(tmp_path / "spool", 2**20, metrics)
     exporter = OtlpHttpExporter(server.url, None, deadline_s=0.001)
-    shipper = Shipper(
-        queue, spool, exporter, metrics, batch_max_bytes=2**16, flush_interval_s=0.01, pause_max_s=0.01
-    )
+    shipper = Shipper(queue, spool, exporter, metrics, flush_interval_s=0.01, pause_max_s=0.01)
     shipper.start()
     try:
         queue.put(Payload("traces", b"", 7, "relay"))
