@@ -136,7 +136,7 @@ class MetricBatch:
 
 
 def normalise_metrics(
-    request: ExportMetricsServiceRequest, *, max_attribute_bytes: int, now_ns: int
+    request: ExportMetricsServiceRequest, *, max_attribute_bytes: int, now_ns: int, oldest_ns: int = 0
 ) -> MetricBatch:
     decoder = AttributeDecoder(max_attribute_bytes)
     batch = MetricBatch()
@@ -144,7 +144,7 @@ def normalise_metrics(
         resource = resource_of(decoder.decode(resource_metrics.resource.attributes))
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
-                _metric(batch, resource, metric, decoder, now_ns)
+                _metric(batch, resource, metric, decoder, now_ns, oldest_ns)
     batch.truncated_attributes = decoder.truncated
     return batch
 
@@ -165,16 +165,23 @@ def _number(point: Any) -> float | None:
     return None
 
 
-def _check_time(time_ns: int, now_ns: int) -> str | None:
+def _check_time(time_ns: int, now_ns: int, oldest_ns: int = 0) -> str | None:
     if time_ns <= 0:
         return "missing time"
     if time_ns > now_ns + _FUTURE_SLACK_NS:
         return "time is more than a day in the future"
+    if time_ns < oldest_ns:
+        return "time is older than the retention period"
     return None
 
 
 def _metric(
-    batch: MetricBatch, resource: Resource, metric: Any, decoder: AttributeDecoder, now_ns: int
+    batch: MetricBatch,
+    resource: Resource,
+    metric: Any,
+    decoder: AttributeDecoder,
+    now_ns: int,
+    oldest_ns: int = 0,
 ) -> None:
     name = metric.name
     kind, points = _points(metric)
@@ -189,7 +196,7 @@ def _metric(
             if points:
                 batch.rejected[f"{name}: expected a gauge or sum, got a histogram"] += len(points)
             return
-        _gpu_points(batch, resource, name, points, decoder, now_ns)
+        _gpu_points(batch, resource, name, points, decoder, now_ns, oldest_ns)
         return
     for point in points:
         batch.received += 1
@@ -198,7 +205,7 @@ def _metric(
         if not targets:
             batch.ignored += 1
             continue
-        reason = _check_time(point.time_unix_nano, now_ns)
+        reason = _check_time(point.time_unix_nano, now_ns, oldest_ns)
         if reason:
             batch.rejected[reason] += 1
             continue
@@ -257,7 +264,13 @@ def _engine_point(
 
 
 def _gpu_points(
-    batch: MetricBatch, resource: Resource, name: str, points: Any, decoder: AttributeDecoder, now_ns: int
+    batch: MetricBatch,
+    resource: Resource,
+    name: str,
+    points: Any,
+    decoder: AttributeDecoder,
+    now_ns: int,
+    oldest_ns: int = 0,
 ) -> None:
     """The points of one GPU metric into the wide rows, one row per GPU and instant. The
     hot loop of GPU ingest: checks are inlined, in the order of the reasons given."""
@@ -279,8 +292,8 @@ def _gpu_points(
             rejected["GPU data point has no gpu.uuid"] += 1
             continue
         time_ns = point.time_unix_nano
-        if time_ns <= 0 or time_ns > latest_ns:
-            rejected[_check_time(time_ns, now_ns) or ""] += 1
+        if time_ns <= 0 or time_ns > latest_ns or time_ns < oldest_ns:
+            rejected[_check_time(time_ns, now_ns, oldest_ns) or ""] += 1
             continue
         which = point.WhichOneof("value")
         if which == "as_int":

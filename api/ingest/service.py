@@ -107,8 +107,12 @@ class Ingestor:
                     kind = m.WhichOneof("data")
                     count += len(getattr(m, kind).data_points) if kind else 0
         self._check_count(count, "data points")
+        now_ns = time.time_ns()
         batch = normalise_metrics(
-            request, max_attribute_bytes=self._settings.max_attribute_bytes, now_ns=time.time_ns()
+            request,
+            max_attribute_bytes=self._settings.max_attribute_bytes,
+            now_ns=now_ns,
+            oldest_ns=now_ns - self._settings.raw_ttl_days * 86_400 * 10**9,
         )
         if batch.gpu_rows:
             self._store.insert(

@@ -278,3 +278,28 @@ def test_an_infinite_token_count_is_a_reasoned_rejection(client: TestClient, sto
     assert response.partial_success.rejected_spans == 1
     assert "prompt tokens is not a whole number of tokens" in response.partial_success.error_message
     assert store.scalar(COUNT_REQUESTS) == 1
+
+
+def test_metric_points_older_than_the_retention_are_rejected_not_dropped_silently(
+    client: TestClient, store: Store, settings: Settings
+) -> None:
+    # The raw tables' TTL would drop such points on insert after they were acknowledged.
+    now = (time.time_ns() // NS) * NS
+    old = now - (settings.raw_ttl_days * 86_400 + 3_600) * NS  # an hour past the retention
+    request = gpu_metrics_request(
+        resource(),
+        [
+            {"time_ns": now - 60 * NS, "uuid": "GPU-1", "util_gpu_pct": 40},
+            {"time_ns": old, "uuid": "GPU-1", "util_gpu_pct": 50},
+        ],
+    )
+    rm = request.resource_metrics[0].scope_metrics[0].metrics
+    engine = rm.add(name="vllm:num_requests_running", unit="1")
+    engine.gauge.data_points.add(time_unix_nano=old, as_double=3.0)
+    reply = post(client, "/v1/metrics", request)
+    assert reply.status_code == 200
+    response = ExportMetricsServiceResponse()
+    response.ParseFromString(reply.content)
+    assert response.partial_success.rejected_data_points == 2  # the old GPU point and the old engine point
+    assert "2 × time is older than the retention period" in response.partial_success.error_message
+    assert store.scalar(COUNT_SAMPLES) == 1
