@@ -25,7 +25,9 @@ EXPECTED_PUBLIC = {"/healthz", "/login", "/logout"}
 
 @pytest.fixture
 def secured(
-    settings: Settings, store: Store, sqlite_meta: Meta  # noqa: F811 — the imported fixture
+    settings: Settings,
+    store: Store,
+    sqlite_meta: Meta,  # noqa: F811 — the imported fixture
 ) -> Iterator[tuple[TestClient, dict[str, str]]]:
     # Bound beyond loopback: no local mode, credentials always needed.
     meta = sqlite_meta

@@ -408,10 +408,8 @@ def read_utilisation(
         un = np.ones(len(rows))
     ok = (rows >= 0) & (cols >= 0) & (cols < len(times))
     cell = rows[ok] * len(times) + cols[ok]
-    util_sum = (
-        np.bincount(cell, weights=usum[ok], minlength=util_sum.size).reshape(util_sum.shape)
-    )
-    util_n = np.bincount(cell, weights=un[ok], minlength=util_n.size).reshape(util_n.shape).astype(float)
+    util_sum = np.bincount(cell, weights=usum[ok], minlength=util_sum.size).reshape(util_sum.shape)
+    util_n = np.bincount(cell, weights=un[ok], minlength=util_n.size).reshape(util_n.shape)
     with np.errstate(invalid="ignore", divide="ignore"):
         matrix = np.where(util_n > 0, util_sum / np.where(util_n > 0, util_n, 1), np.nan)
         reporting = np.any(~np.isnan(matrix), axis=0) if matrix.size else np.zeros(len(times), bool)
