@@ -6,7 +6,8 @@ queries is pure (`compute_findings`, and the row-to-input modules `facts`, `gpu_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -54,46 +55,72 @@ def window_spans(store: Store, window: Window) -> Spans:
     return split(window, rollups_since(store))
 
 
-def _read(store: Store, spans: Spans, hourly: Query, minutes: Query, **params: Any) -> list[pa.Table]:
-    """The rows of `hourly` for the spans' whole hours and of `minutes` for the rest,
-    skipping a query whose part is empty."""
+def _read(
+    run: Callable[..., Future[pa.Table]], spans: Spans, hourly: Query, minutes: Query, **params: Any
+) -> list[Future[pa.Table]]:
+    """The rows of `hourly` for the spans' whole hours and of `minutes` for the rest (as
+    futures: `run` queues each query), skipping a query whose part is empty."""
     params |= spans.params()
     tables = []
     if not spans.minutes_only:
-        tables.append(store.arrow(hourly, **params))
+        tables.append(run(hourly, **params))
     if spans.has_minutes:
-        tables.append(store.arrow(minutes, **params))
+        tables.append(run(minutes, **params))
     return tables
+
+
+def _now(store: Store) -> Callable[..., Future[pa.Table]]:
+    """A `run` for `_read` that queries in this thread."""
+
+    def run(query: Query, **params: Any) -> Future[pa.Table]:
+        done: Future[pa.Table] = Future()
+        done.set_result(store.arrow(query, **params))
+        return done
+
+    return run
+
+
+def _done(futures: Sequence[Future[pa.Table]]) -> list[pa.Table]:
+    return [f.result() for f in futures]
 
 
 def load_inputs(store: Store, settings: Settings, window: Window, *, spans: Spans | None = None) -> Inputs:
     """Run the findings queries over `window` and build the inputs of the finding functions.
-    `spans`: which rollups answer which part of the window (default: `window_spans`)."""
+    `spans`: which rollups answer which part of the window (default: `window_spans`).
+
+    Every query is queued at once on one worker thread (the store runs one query at a time
+    anyway), so the store answers the next while this thread turns the last answer into
+    inputs: chDB releases the GIL while it runs a query."""
     f = settings.findings
     spans = spans or window_spans(store, window)
     thresholds = {"idle_pct": f.idle_threshold_pct, "held_mib": f.held_memory_mib}
-    per_gpu = gpu_facts(
-        _read(store, spans, sql.GPU_HOURS, sql.GPU_MINUTES, **thresholds),
-        tz=f.timezone,
-        streak_min=f.streak_min_minutes,
-    )
-    fleet = fleet_facts(
-        per_gpu.rows, _read(store, spans, sql.FLEET_5M, sql.FLEET_MINUTES), window, f.bucket_minutes
-    )
-    traffic_rows = store.rows(sql.DEPLOYMENT_TRAFFIC, **spans.params())
-    for row in traffic_rows:
-        rate = fleet.rates.get((row["cluster"], row["deployment_name"]))
-        row.update(rate.as_fields() if rate else _NO_RATE)
-    engine = engine_stats(
-        _read(
-            store,
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="findings-read") as pool:
+
+        def run(query: Query, **params: Any) -> Future[pa.Table]:
+            return pool.submit(store.arrow, query, **params)
+
+        gpu_rows = _read(run, spans, sql.GPU_HOURS, sql.GPU_MINUTES, **thresholds)
+        bucket_rows = _read(run, spans, sql.FLEET_5M, sql.FLEET_MINUTES)
+        traffic_table = run(sql.DEPLOYMENT_TRAFFIC, **spans.params())
+        engine_rows = _read(
+            run,
             spans,
             sql.ENGINE_HOURS,
             sql.ENGINE_MINUTES,
             kv_saturation=f.kv_saturation,
             metrics=list(sql.ENGINE_METRICS),
         )
-    )
+        try:
+            per_gpu = gpu_facts(_done(gpu_rows), tz=f.timezone, streak_min=f.streak_min_minutes)
+            fleet = fleet_facts(per_gpu.rows, _done(bucket_rows), window, f.bucket_minutes)
+            traffic_rows = traffic_table.result().to_pylist()
+            for row in traffic_rows:
+                rate = fleet.rates.get((row["cluster"], row["deployment_name"]))
+                row.update(rate.as_fields() if rate else _NO_RATE)
+            engine = engine_stats(_done(engine_rows))
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     deps = facts.deployments(
         per_gpu.gpus,
         fleet.series,
@@ -133,9 +160,8 @@ def run_cost(store: Store, settings: Settings, window: Window, by: CostBy) -> li
     f = settings.findings
     spans = window_spans(store, window)
     thresholds = {"idle_pct": f.idle_threshold_pct, "held_mib": f.held_memory_mib}
-    gpus = gpu_facts(
-        _read(store, spans, sql.GPU_HOURS, sql.GPU_MINUTES, **thresholds), tz="UTC", streak_min=0
-    ).cost
+    tables = _read(_now(store), spans, sql.GPU_HOURS, sql.GPU_MINUTES, **thresholds)
+    gpus = gpu_facts(_done(tables), tz="UTC", streak_min=0).cost
     traffic = []
     if by in (CostBy.DEPLOYMENT, CostBy.MODEL):
         traffic = [

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -103,9 +104,18 @@ class GpuRows:
 
         gpu = np.repeat(gpu_of_row, lengths(tables, "hours"))
         hour = numbers(tables, "hours", np.int64) // 3600
-        order = np.lexsort((hour, gpu))
+        # Usually already in (GPU, hour) order: then the (stable) sort is the identity.
+        in_order = gpu.size < 2 or bool(
+            np.all((gpu[1:] > gpu[:-1]) | ((gpu[1:] == gpu[:-1]) & (hour[1:] >= hour[:-1])))
+        )
+        order = np.arange(gpu.size) if in_order else np.lexsort((hour, gpu))
         runs = Segments.of(gpu[order], hour[order])
         deployment = Labels.of(tables, "deployments").take(order)
+
+        def merge(masks: np.ndarray) -> np.ndarray:
+            """The masks of each GPU-hour ORed (a merged rollup has one row per GPU-hour)."""
+            return masks if runs.count == masks.size else runs.any_bits(masks)
+
         reported = numbers(tables, "reported_minutes", np.uint64)[order]
         return GpuRows(
             cluster=[idents[0].text(r) for r in first_row.tolist()],
@@ -119,7 +129,7 @@ class GpuRows:
             gpu=gpu[order][runs.starts],
             hour=hour[order][runs.starts],
             deployment=runs.last_nonblank(deployment, reported != 0),
-            masks={m: runs.any_bits(numbers(tables, f"{m}_minutes", np.uint64)[order]) for m in MASKS},
+            masks={m: merge(numbers(tables, f"{m}_minutes", np.uint64)[order]) for m in MASKS},
         )
 
     @property
@@ -264,25 +274,77 @@ def _cell(hour_no: int, tz: str) -> int:
 def _cells_of(hours: np.ndarray, tz: str) -> np.ndarray:
     """Weekday × 24 + hour in `tz` (weekday 0 = Monday) of each UTC hour number. A zone
     with a half-hour offset files each UTC hour under the local hour it starts in."""
-    unique, inverse = np.unique(hours, return_inverse=True)
-    return np.array([_cell(int(h), tz) for h in unique], dtype=np.int64)[inverse]
+    if not hours.size:
+        return np.zeros(0, dtype=np.int64)
+    low, high = int(hours.min()), int(hours.max())
+    if high - low >= hours.size:  # sparse hours: look up each distinct one
+        unique, inverse = np.unique(hours, return_inverse=True)
+        return np.array([_cell(int(h), tz) for h in unique], dtype=np.int64)[inverse]
+    return np.array([_cell(h, tz) for h in range(low, high + 1)], dtype=np.int64)[hours - low]
 
 
 def _per_gpu_cells(flat: np.ndarray, counts: np.ndarray, gpus: int) -> list[Mapping[int, int]]:
     table = np.bincount(flat, weights=counts, minlength=gpus * CELLS).reshape(gpus, CELLS)
     gpu, cell = np.nonzero(table)
-    out: list[dict[int, int]] = [{} for _ in range(gpus)]
-    for g, c, v in zip(gpu.tolist(), cell.tolist(), table[gpu, cell].tolist(), strict=True):
-        out[g][c] = int(v)
-    return list(out)
+    bounds = np.searchsorted(gpu, np.arange(gpus + 1)).tolist()
+    cells, values = cell.tolist(), table[gpu, cell].astype(np.int64).tolist()
+    return [dict(zip(cells[a:b], values[a:b], strict=True)) for a, b in pairwise(bounds)]
+
+
+_HOUR_BITS = np.uint64((1 << MINUTES) - 1)
+
+
+def _has_run(masks: np.ndarray, n: int) -> np.ndarray:
+    """Where a mask holds `n` consecutive set bits (bit i stays set while bits i … i + have - 1
+    all are; each step doubles `have` at most)."""
+    if n > MINUTES:
+        return np.zeros(masks.size, dtype=bool)
+    have = 1
+    while have < n:
+        step = min(have, n - have)
+        masks = masks & (masks >> np.uint64(step))
+        have += step
+    return masks != 0
+
+
+def _bit_length(masks: np.ndarray) -> np.ndarray:
+    for shift in (1, 2, 4, 8, 16, 32):
+        masks = masks | (masks >> np.uint64(shift))
+    return np.bitwise_count(masks).astype(np.int64)
+
+
+def _could_streak(idle: np.ndarray, joined: np.ndarray, streak_min: int) -> np.ndarray:
+    """Which hours (nonzero idle masks, in GPU and hour order; `joined[i]`: hour i follows
+    hour i - 1 of the same GPU) may hold part of a run of `streak_min` idle minutes: one
+    with such a run inside the hour, or on either side of an hour boundary that such a run
+    may cross (its minutes on both sides add up to `streak_min`, or one of the two hours is
+    idle throughout and the run may go on). Leaving the other hours out changes no long run:
+    every hour of one is kept, and the runs that lose a neighbour were short and only get
+    shorter."""
+    masks = idle & _HOUR_BITS
+    full = masks == _HOUR_BITS
+    last_run = MINUTES - _bit_length(~masks & _HOUR_BITS)  # idle minutes up to minute 59
+    first_run = np.bitwise_count(masks ^ (masks + np.uint64(1))).astype(np.int64) - 1  # from minute 0
+    crossing = joined[1:] & (last_run[:-1] > 0) & (first_run[1:] > 0)
+    crossing &= (last_run[:-1] + first_run[1:] >= streak_min) | full[:-1] | full[1:]
+    keep = _has_run(masks, streak_min)
+    keep[:-1] |= crossing
+    keep[1:] |= crossing
+    return keep
 
 
 def _streaks(
     idle: np.ndarray, hour: np.ndarray, gpu: np.ndarray, streak_min: int
 ) -> dict[int, tuple[IdleStreak, ...]]:
     """Runs of at least `streak_min` consecutive idle minutes, per GPU. A run goes on across
-    an hour boundary only into the next hour of the same GPU."""
+    an hour boundary only into the next hour of the same GPU. Only the hours that may hold
+    part of such a run are unpacked into minutes (`_could_streak`)."""
     rows = np.flatnonzero(idle != 0)
+    if rows.size == 0:
+        return {}
+    joined = np.zeros(rows.size, dtype=bool)  # row i goes on from row i - 1
+    joined[1:] = (gpu[rows[1:]] == gpu[rows[:-1]]) & (hour[rows[1:]] == hour[rows[:-1]] + 1)
+    rows = rows[_could_streak(idle[rows], joined, streak_min)]
     if rows.size == 0:
         return {}
     bits = np.unpackbits(idle[rows].astype("<u8").view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")

@@ -63,12 +63,15 @@ def window_masks(hours: np.ndarray, t0: int, t1: int) -> np.ndarray:
 
 
 def _strings(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[str]]:
-    """Codes (int64) and the distinct strings they index."""
+    """Codes (int64) and the distinct strings they index, in sorted order: the codes, and so
+    the order of the GPUs, do not depend on the order the rows came in."""
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if not pa.types.is_dictionary(arr.type):
         arr = pc.dictionary_encode(arr)
     codes = np.asarray(arr.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    return codes, [str(v) for v in arr.dictionary.to_pylist()]
+    names = [str(v) for v in arr.dictionary.to_pylist()]
+    rank, order = _ranks(names)
+    return rank[codes] if names else codes, [names[i] for i in order.tolist()]
 
 
 def _numbers(table: pa.Table, name: str, dtype: type = np.float64) -> np.ndarray:
@@ -80,13 +83,17 @@ def _numbers(table: pa.Table, name: str, dtype: type = np.float64) -> np.ndarray
 
 
 class _Groups:
-    """Rows grouped by an integer key, by one sort: reductions per group in key order."""
+    """Rows grouped by an integer key, by one sort: reductions per group in key order. Rows
+    that come in key order are not sorted again, and groups of one row are not reduced
+    (a merged rollup holds one row per GPU-hour)."""
 
     def __init__(self, keys: np.ndarray) -> None:
-        self.order = np.argsort(keys, kind="stable")
-        ordered = keys[self.order]
+        in_order = len(keys) < 2 or bool(np.all(keys[1:] >= keys[:-1]))
+        self.order: np.ndarray | None = None if in_order else np.argsort(keys, kind="stable")
+        ordered = keys if self.order is None else keys[self.order]
         self.starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(keys) else keys[:0]
         self.keys = ordered[self.starts]
+        self._single = len(self.starts) == len(keys)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -94,7 +101,8 @@ class _Groups:
     def reduce(self, ufunc: np.ufunc, values: np.ndarray) -> np.ndarray:
         if not len(self.keys):
             return values[:0]
-        return ufunc.reduceat(values[self.order], self.starts)
+        ordered = values.copy() if self.order is None else values[self.order]
+        return ordered if self._single else ufunc.reduceat(ordered, self.starts)
 
 
 def _ranks(names: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -3,6 +3,7 @@ and the daily trend of spend and idle spend."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -55,9 +56,13 @@ def daily_trend(data: FleetData) -> DailyTrend:
 
 def build_overview(request: Request) -> OverviewPage:
     pr = page_request(request)
-    data = read_fleet_hours(pr.store, pr.settings, pr.window)
-    trend = daily_trend(data)
-    views = [v for v in load_views(pr) if not v.muted]
+    # The findings on a second thread: the store answers one side's queries while this
+    # thread adds up the other's rows (chDB releases the GIL while it runs a query).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="overview-findings") as pool:
+        loading = pool.submit(load_views, pr)
+        data = read_fleet_hours(pr.store, pr.settings, pr.window)
+        trend = daily_trend(data)
+        views = [v for v in loading.result() if not v.muted]
     waste = waste_by_cause(views)
     return OverviewPage(
         page=pr.info("Overview", clusters={g.cluster for g in data.gpus}),

@@ -11,6 +11,7 @@ reports it (Hopper and newer), else NVML's kernel-running percentage (docs/findi
 """
 
 from api.store.gateway import Query
+from api.store.sql.findings import PARALLEL_READ
 
 _HOURS = """
     hour >= toStartOfHour({start:DateTime64(3, 'UTC')}) AND hour < {end:DateTime64(3, 'UTC')}
@@ -52,7 +53,7 @@ GPU_ROWS = Query(
                                 WHERE {_HOURS} AND gpu_deployment = {{deployment:String}})
             AND (gpu_uuid = '' OR gpu_uuid IN (SELECT gpu_uuid FROM findings_gpu_hour
                                 WHERE {_HOURS} AND gpu_deployment = {{deployment:String}}))))
-    SETTINGS output_format_arrow_low_cardinality_as_dictionary = 1
+    SETTINGS output_format_arrow_low_cardinality_as_dictionary = 1, {PARALLEL_READ}
     """,
 )
 
