@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
-from collections.abc import Mapping
+import queue
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -81,43 +82,56 @@ class ChdbTransport:
     """chDB in this process, its data under `path`.
 
     One embedded ClickHouse per process can exist (a chDB limit): every ChdbTransport in
-    a process must use the same path. Each has its own connection, so its own current
-    database. Calls are serialised by a lock: chDB connections are not re-entrant.
+    a process must use the same path. It holds `connections` connections to it, each with
+    its own current database; a call takes whichever is free, so a dashboard query and an
+    ingest insert (or two of a page's queries) run at the same time — chDB releases the GIL
+    while a query runs. One connection serves one call at a time: they are not re-entrant.
     """
 
-    def __init__(self, path: Path, database: str, *, query_timeout_s: float) -> None:
+    def __init__(self, path: Path, database: str, *, query_timeout_s: float, connections: int = 2) -> None:
         import chdb  # imported here: importing chDB loads the whole engine
 
         path.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        try:
-            self._conn = chdb.connect(str(path))
-        except Exception as exc:  # chDB raises bare RuntimeError/ChdbError
-            raise RuntimeError(
-                f"cannot open the embedded store at {path}: {exc}. Only one embedded store "
-                "path can be open in a process."
-            ) from exc
-        self._conn.query(f"CREATE DATABASE IF NOT EXISTS {database}")
-        self._conn.query(f"USE {database}")
-        self._conn.query(f"SET max_execution_time = {float(query_timeout_s)}")
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._count = max(1, connections)
+        for _ in range(self._count):
+            try:
+                conn = chdb.connect(str(path))
+            except Exception as exc:  # chDB raises bare RuntimeError/ChdbError
+                raise RuntimeError(
+                    f"cannot open the embedded store at {path}: {exc}. Only one embedded store "
+                    "path can be open in a process."
+                ) from exc
+            conn.query(f"CREATE DATABASE IF NOT EXISTS {database}")
+            conn.query(f"USE {database}")
+            conn.query(f"SET max_execution_time = {float(query_timeout_s)}")
+            self._idle.put(conn)
         self.database = database
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        conn = self._idle.get()
+        try:
+            yield conn
+        finally:
+            self._idle.put(conn)
 
     def select(self, sql: str, params: Mapping[str, Any], settings: Mapping[str, Any]) -> pa.Table:
         text = {k: format_param(v) for k, v in params.items()}
-        with self._lock:
+        with self._connection() as conn:
             try:
-                result = self._conn.query(sql, "ArrowTable", params=text or None)
+                result = conn.query(sql, "ArrowTable", params=text or None)
             except Exception:
                 # chDB 4.4: after a query fails while producing Arrow output, the next Arrow
                 # result on the same connection can come back corrupted; a plain query clears it.
-                self._conn.query("SELECT 1", "CSV")
+                conn.query("SELECT 1", "CSV")
                 raise
         return result if isinstance(result, pa.Table) else pa.table({})
 
     def execute(self, sql: str, params: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
         text = {k: format_param(v) for k, v in params.items()}
-        with self._lock:
-            self._conn.query(sql, "CSV", params=text or None)
+        with self._connection() as conn:
+            conn.query(sql, "CSV", params=text or None)
 
     def insert(self, table: str, batch: pa.Table, settings: Mapping[str, Any]) -> None:
         columns = ", ".join(batch.column_names)
@@ -127,13 +141,16 @@ class ChdbTransport:
             sql += f" SETTINGS {clause}"
         # chDB's Python() table function reads the local variable named here.
         sql += " SELECT * FROM Python(batch)"
-        with self._lock:
-            self._conn.query(sql, "CSV")
+        with self._connection() as conn:
+            conn.query(sql, "CSV")
 
     def close(self) -> None:
-        with self._lock:
+        """Close every connection, waiting for those in use to be given back."""
+        count, self._count = self._count, 0  # a second close has nothing left to wait for
+        for _ in range(count):
+            conn = self._idle.get()
             try:
-                self._conn.close()
+                conn.close()
             except Exception:  # closing twice or after a failed query
                 log.debug("chdb close failed", exc_info=True)
 
