@@ -33,7 +33,6 @@ import os
 import queue
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 # The project's modules are imported where they are used: the engine process needs none of
 # the server's dependencies (pydantic, chDB), so `engine --selftest` runs on a bare GPU box.
+from scripts.procs import free_port, wait_http  # noqa: E402 — after the path is set
 
 DEPLOYMENT = "e2e"
 MODEL_NAME = "random-llama"
@@ -882,28 +882,6 @@ def engine_main(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 # The orchestrator: server, engine, collector; then the store and the findings
 # --------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, what: str, timeout_s: float, proc: subprocess.Popen[Any]) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{what} did not answer at {url} within {timeout_s:.0f} s")
 
 
 SAMPLES_SQL = """

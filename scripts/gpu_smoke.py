@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 if "--server-root" in sys.argv:  # the server's code from elsewhere (a committed snapshot, say)
     sys.path.insert(0, str(Path(sys.argv[sys.argv.index("--server-root") + 1]).resolve()))
+
+from scripts.procs import free_port, wait_http  # noqa: E402 — after the path is set
 
 LOAD = """
 import sys, time, torch
@@ -57,26 +58,6 @@ FROM gpu_samples
 WHERE time >= fromUnixTimestamp64Milli({since:Int64}) AND time < fromUnixTimestamp64Milli({until:Int64})
 GROUP BY gpu_uuid ORDER BY gpu_uuid
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, what: str, timeout_s: float, proc: subprocess.Popen[Any]) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{what} did not answer at {url} within {timeout_s:.0f} s")
 
 
 def send_spans(relay_port: int, count: int, tag: str) -> None:
