@@ -6,7 +6,7 @@ queries is pure (`compute_findings`, and the row-to-input modules `facts`, `gpu_
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -55,29 +55,16 @@ def window_spans(store: Store, window: Window) -> Spans:
     return split(window, rollups_since(store))
 
 
-def _read(
-    run: Callable[..., Future[pa.Table]], spans: Spans, hourly: Query, minutes: Query, **params: Any
-) -> list[Future[pa.Table]]:
-    """The rows of `hourly` for the spans' whole hours and of `minutes` for the rest (as
-    futures: `run` queues each query), skipping a query whose part is empty."""
+def _parts(spans: Spans, hourly: Query, minutes: Query, **params: Any) -> list[tuple[Query, dict[str, Any]]]:
+    """The queries that read the spans' whole hours from `hourly` and the rest from `minutes`,
+    with their parameters, leaving out a query whose part is empty."""
     params |= spans.params()
-    tables = []
+    parts = []
     if not spans.minutes_only:
-        tables.append(run(hourly, **params))
+        parts.append((hourly, params))
     if spans.has_minutes:
-        tables.append(run(minutes, **params))
-    return tables
-
-
-def _now(store: Store) -> Callable[..., Future[pa.Table]]:
-    """A `run` for `_read` that queries in this thread."""
-
-    def run(query: Query, **params: Any) -> Future[pa.Table]:
-        done: Future[pa.Table] = Future()
-        done.set_result(store.arrow(query, **params))
-        return done
-
-    return run
+        parts.append((minutes, params))
+    return parts
 
 
 def _done(futures: Sequence[Future[pa.Table]]) -> list[pa.Table]:
@@ -88,27 +75,27 @@ def load_inputs(store: Store, settings: Settings, window: Window, *, spans: Span
     """Run the findings queries over `window` and build the inputs of the finding functions.
     `spans`: which rollups answer which part of the window (default: `window_spans`).
 
-    Every query is queued at once on one worker thread (the store runs one query at a time
-    anyway), so the store answers the next while this thread turns the last answer into
-    inputs: chDB releases the GIL while it runs a query."""
+    Every query is queued at once on one worker thread, so the store answers the next while
+    this thread turns the last answer into inputs: chDB releases the GIL while it runs a query."""
     f = settings.findings
     spans = spans or window_spans(store, window)
     thresholds = {"idle_pct": f.idle_threshold_pct, "held_mib": f.held_memory_mib}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="findings-read") as pool:
 
-        def run(query: Query, **params: Any) -> Future[pa.Table]:
-            return pool.submit(store.arrow, query, **params)
+        def read(parts: list[tuple[Query, dict[str, Any]]]) -> list[Future[pa.Table]]:
+            return [pool.submit(store.arrow, query, **params) for query, params in parts]
 
-        gpu_rows = _read(run, spans, sql.GPU_HOURS, sql.GPU_MINUTES, **thresholds)
-        bucket_rows = _read(run, spans, sql.FLEET_5M, sql.FLEET_MINUTES)
-        traffic_table = run(sql.DEPLOYMENT_TRAFFIC, **spans.params())
-        engine_rows = _read(
-            run,
-            spans,
-            sql.ENGINE_HOURS,
-            sql.ENGINE_MINUTES,
-            kv_saturation=f.kv_saturation,
-            metrics=list(sql.ENGINE_METRICS),
+        gpu_rows = read(_parts(spans, sql.GPU_HOURS, sql.GPU_MINUTES, **thresholds))
+        bucket_rows = read(_parts(spans, sql.FLEET_5M, sql.FLEET_MINUTES))
+        traffic_table = pool.submit(store.arrow, sql.DEPLOYMENT_TRAFFIC, **spans.params())
+        engine_rows = read(
+            _parts(
+                spans,
+                sql.ENGINE_HOURS,
+                sql.ENGINE_MINUTES,
+                kv_saturation=f.kv_saturation,
+                metrics=list(sql.ENGINE_METRICS),
+            )
         )
         try:
             per_gpu = gpu_facts(_done(gpu_rows), tz=f.timezone, streak_min=f.streak_min_minutes)
@@ -160,8 +147,8 @@ def run_cost(store: Store, settings: Settings, window: Window, by: CostBy) -> li
     f = settings.findings
     spans = window_spans(store, window)
     thresholds = {"idle_pct": f.idle_threshold_pct, "held_mib": f.held_memory_mib}
-    tables = _read(_now(store), spans, sql.GPU_HOURS, sql.GPU_MINUTES, **thresholds)
-    gpus = gpu_facts(_done(tables), tz="UTC", streak_min=0).cost
+    parts = _parts(spans, sql.GPU_HOURS, sql.GPU_MINUTES, **thresholds)
+    gpus = gpu_facts([store.arrow(query, **params) for query, params in parts], tz="UTC", streak_min=0).cost
     traffic = []
     if by in (CostBy.DEPLOYMENT, CostBy.MODEL):
         traffic = [
