@@ -15,6 +15,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from hypothesis import settings as hypothesis_settings
 
 from api.app import create_app
 from api.settings import Settings
@@ -22,6 +23,12 @@ from api.store import Store
 from api.store.gateway import Query
 from api.store.migrate import migrate
 from api.store.transports import ChdbTransport
+
+# The same examples on every run, so a CI result can be reproduced; explore new ones with
+# `pytest --hypothesis-profile=explore`.
+hypothesis_settings.register_profile("repeatable", derandomize=True)
+hypothesis_settings.register_profile("explore", derandomize=False)
+hypothesis_settings.load_profile("repeatable")
 
 
 @pytest.fixture(scope="session")
