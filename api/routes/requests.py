@@ -56,16 +56,18 @@ class RequestPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null at the end")
 
 
-def encode_cursor(time: datetime, span_id: str) -> str:
+def encode_cursor(time: datetime, row_key: str) -> str:
+    """`row_key`: the span id then the trace id of the last row (span ids may repeat across
+    traces). Cursors that carry only the span id, from before, still read."""
     micros = (time - _EPOCH) // timedelta(microseconds=1)
-    return base64.urlsafe_b64encode(f"{micros}:{span_id}".encode()).decode().rstrip("=")
+    return base64.urlsafe_b64encode(f"{micros}:{row_key}".encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        micros, span_id = raw.split(":", 1)
-        return check_time(_EPOCH + timedelta(microseconds=int(micros)), "cursor"), span_id
+        micros, row_key = raw.split(":", 1)
+        return check_time(_EPOCH + timedelta(microseconds=int(micros)), "cursor"), row_key
     except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError, BadRequest) as exc:
         raise BadRequest("cursor is not one this API returned") from exc
 
@@ -86,7 +88,7 @@ async def list_requests(
     since = check_time(_utc(since), "since") if since else until - timedelta(days=1)
     if since >= until:
         raise BadRequest("since must be before until")
-    before_time, before_span = decode_cursor(cursor) if cursor else (_FAR_FUTURE, "")
+    before_time, before_key = decode_cursor(cursor) if cursor else (_FAR_FUTURE, "")
     rows = await run_in_threadpool(
         store.rows,
         LIST_REQUESTS,
@@ -96,11 +98,12 @@ async def list_requests(
         model=model,
         cluster=cluster,
         before_time=before_time,
-        before_span=before_span,
+        before_key=before_key,
         limit=limit,
     )
     items = [RequestOut(**row) for row in rows]
-    next_cursor = encode_cursor(items[-1].time, items[-1].span_id) if len(items) == limit else None
+    last = items[-1] if len(items) == limit else None
+    next_cursor = encode_cursor(last.time, last.span_id + last.trace_id) if last else None
     return RequestPage(items=items, next_cursor=next_cursor)
 
 

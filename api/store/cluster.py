@@ -45,6 +45,7 @@ SHARDING_KEYS: dict[str, tuple[str, ...]] = {
     # are complete on one shard; requests spread evenly by span.
     "gpu_samples": ("cluster", "host"),
     "requests": ("span_id",),
+    "requests_rekey": ("span_id",),  # 0006 copies requests aside while it changes the sort key
     "engine_metrics": ("cluster", "host"),
     # Rollups are written by the views on each shard, never through their Distributed
     # table; the key only matters for a manual backfill through it.
@@ -265,7 +266,12 @@ def _drop(sql: str, cluster: str, database: str) -> list[str]:
     head = f"DROP {kind} IF EXISTS {database}.{name}"
     if kind == "VIEW":
         return [f"{head} ON CLUSTER '{cluster}'"]
-    return [f"{head} ON CLUSTER '{cluster}'", f"{head}{LOCAL_SUFFIX} ON CLUSTER '{cluster}'"]
+    # SYNC: an Atomic database otherwise drops a replicated table minutes later, and until
+    # then its ZooKeeper path is taken, so a migration that recreates the table would fail.
+    return [
+        f"{head} ON CLUSTER '{cluster}' SYNC",
+        f"{head}{LOCAL_SUFFIX} ON CLUSTER '{cluster}' SYNC",
+    ]
 
 
 def _insert_select(sql: str, database: str) -> list[str]:

@@ -124,8 +124,8 @@ def test_adding_a_column_alters_the_local_tables_before_the_distributed_table() 
 
 def test_dropping_a_table_drops_its_distributed_table_then_its_local_tables() -> None:
     assert cluster_transform("prod", "iw")("DROP TABLE IF EXISTS gpu_hour") == [
-        "DROP TABLE IF EXISTS iw.gpu_hour ON CLUSTER 'prod'",
-        "DROP TABLE IF EXISTS iw.gpu_hour_local ON CLUSTER 'prod'",
+        "DROP TABLE IF EXISTS iw.gpu_hour ON CLUSTER 'prod' SYNC",
+        "DROP TABLE IF EXISTS iw.gpu_hour_local ON CLUSTER 'prod' SYNC",
     ]
     assert cluster_transform("prod", "iw")("DROP VIEW IF EXISTS gpu_hour_mv") == [
         "DROP VIEW IF EXISTS iw.gpu_hour_mv ON CLUSTER 'prod'"
@@ -228,7 +228,7 @@ def test_every_generated_statement_runs_on_the_cluster_in_the_named_database(
     )
     # A backfill runs once, through the Distributed tables (no ON CLUSTER: each node would copy).
     backfill = re.compile(
-        rf"^INSERT INTO {DATABASE}\.\w+ \([^()]*\)\nSELECT .*\sFROM {DATABASE}\.\w+\s", re.S
+        rf"^INSERT INTO {DATABASE}\.\w+ \([^()]*\)\nSELECT\s.*\sFROM {DATABASE}\.\w+(?:\s|$)", re.S
     )
     for group in rewritten:
         for sql in group:

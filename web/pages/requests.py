@@ -96,8 +96,9 @@ class RequestPage:
     phases: list[Phase]
 
 
-def encode_cursor(value: float, span_id: str) -> str:
-    return base64.urlsafe_b64encode(struct.pack(">d", value) + span_id.encode()).decode().rstrip("=")
+def encode_cursor(value: float, row_key: str) -> str:
+    """`row_key`: the last row's span id then trace id (span ids may repeat across traces)."""
+    return base64.urlsafe_b64encode(struct.pack(">d", value) + row_key.encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> tuple[float, str]:
@@ -141,7 +142,7 @@ def build_requests(request: Request) -> RequestsPage:
     pr = page_request(request, default_window="24h")  # raw rows: a day is what people browse
     f = _filters(request)
     cursor = request.query_params.get("cursor") or None
-    after_value, after_span = decode_cursor(cursor) if cursor else (0.0, "")
+    after_value, after_key = decode_cursor(cursor) if cursor else (0.0, "")
     rows = pr.store.rows(
         EXPLORE_REQUESTS[f.sort],
         since=pr.window.start,
@@ -153,12 +154,14 @@ def build_requests(request: Request) -> RequestsPage:
         status=f.status,
         has_cursor=1 if cursor else 0,
         after_value=after_value,
-        after_span=after_span,
+        after_key=after_key,
         limit=f.limit,
     )
     items = [RequestRow(**{k: v for k, v in r.items() if k != "sort_value"}) for r in rows]
     next_cursor = (
-        encode_cursor(float(rows[-1]["sort_value"]), rows[-1]["span_id"]) if len(rows) == f.limit else None
+        encode_cursor(float(rows[-1]["sort_value"]), rows[-1]["span_id"] + rows[-1]["trace_id"])
+        if len(rows) == f.limit
+        else None
     )
     facets = [
         Facet(r["deployment"], sorted(r["models"]), int(r["requests"]))

@@ -180,7 +180,8 @@ ENGINE_SUMMARY = {res: _engine_summary(res) for res in ("minute", "hour")}
 
 
 # The requests explorer: one keyset query per sort order. The sort column comes from this
-# fixed table, never from user input; the cursor is (sort value, span id) of the last row.
+# fixed table, never from user input; the cursor is (sort value, row key) of the last row, the
+# row key being span id then trace id (a request is both: span ids may repeat across traces).
 _EXPLORE_SORTS = {
     "time": "toFloat64(time)",
     "e2e": "e2e_s",
@@ -203,8 +204,8 @@ def _explore(key: str, expr: str) -> Query:
             finish_reason, error, gpu_uuids, {expr} AS sort_value
         FROM requests
         WHERE {window}
-          AND (time, span_id) IN (
-            SELECT time, span_id
+          AND (time, concat(span_id, trace_id)) IN (
+            SELECT time, concat(span_id, trace_id) AS row_key
             FROM requests
             WHERE {window}
               AND ({{deployment:String}} = '' OR deployment = {{deployment:String}})
@@ -213,12 +214,12 @@ def _explore(key: str, expr: str) -> Query:
               AND e2e_s >= {{min_e2e_s:Float64}}
               AND ({{status:String}} = '' OR ({{status:String}} = 'error') = (error != ''))
               AND ({{has_cursor:UInt8}} = 0
-                   OR ({expr}, span_id) < ({{after_value:Float64}}, {{after_span:String}}))
-            ORDER BY {expr} DESC, span_id DESC
-            LIMIT 1 BY span_id
+                   OR ({expr}, row_key) < ({{after_value:Float64}}, {{after_key:String}}))
+            ORDER BY {expr} DESC, row_key DESC
+            LIMIT 1 BY row_key
             LIMIT {{limit:UInt32}})
-        ORDER BY sort_value DESC, span_id DESC
-        LIMIT 1 BY span_id
+        ORDER BY sort_value DESC, span_id DESC, trace_id DESC
+        LIMIT 1 BY span_id, trace_id
         LIMIT {{limit:UInt32}}
         """,
     )

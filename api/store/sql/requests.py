@@ -8,7 +8,8 @@ REQUEST_COLUMNS = """
     queue_s, ttft_s, prefill_s, decode_s, e2e_s, finish_reason, error, gpu_uuids
 """
 
-# Keyset pagination, newest first: the cursor is the (time, span_id) of the last row seen.
+# Keyset pagination, newest first: the cursor is the (time, row key) of the last row seen,
+# the row key being span id then trace id (a request is both: span ids may repeat across traces).
 # Two steps: the page's keys from the few columns the filters and the order need, then the
 # whole rows of just those keys (reading every column of a day's requests costs ~10×).
 _LIST_WINDOW = "time >= {since:DateTime64(6, 'UTC')} AND time < {until:DateTime64(6, 'UTC')}"
@@ -18,19 +19,19 @@ LIST_REQUESTS = Query(
     SELECT {REQUEST_COLUMNS}
     FROM requests
     WHERE {_LIST_WINDOW}
-      AND (time, span_id) IN (
-        SELECT time, span_id
+      AND (time, concat(span_id, trace_id)) IN (
+        SELECT time, concat(span_id, trace_id) AS row_key
         FROM requests
         WHERE {_LIST_WINDOW}
           AND ({{deployment:String}} = '' OR deployment = {{deployment:String}})
           AND ({{model:String}} = '' OR model = {{model:String}})
           AND ({{cluster:String}} = '' OR cluster = {{cluster:String}})
-          AND (time, span_id) < ({{before_time:DateTime64(6, 'UTC')}}, {{before_span:String}})
-        ORDER BY time DESC, span_id DESC
-        LIMIT 1 BY span_id
+          AND (time, row_key) < ({{before_time:DateTime64(6, 'UTC')}}, {{before_key:String}})
+        ORDER BY time DESC, row_key DESC
+        LIMIT 1 BY row_key
         LIMIT {{limit:UInt32}})
-    ORDER BY time DESC, span_id DESC
-    LIMIT 1 BY span_id
+    ORDER BY time DESC, span_id DESC, trace_id DESC
+    LIMIT 1 BY span_id, trace_id
     LIMIT {{limit:UInt32}}
     """,
 )
