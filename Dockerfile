@@ -9,6 +9,12 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+# gcc builds the compiled OTLP wire decoder (api/ingest/_otlp.c); it stays in this stage.
+# Debian's current gcc is what we want, so the versions are not pinned.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 COPY . /src
 # A virtual environment is the unit copied to the runtime stage: no compiler, no pip cache,
 # no source tree there.

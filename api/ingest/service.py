@@ -77,6 +77,7 @@ class Ingestor:
             max_attribute_bytes=self._settings.max_attribute_bytes,
             now_ns=now_ns,
             oldest_ns=now_ns - self._settings.raw_ttl_days * 86_400 * 10**9,
+            wire=data if encoding is Encoding.PROTOBUF else None,
         )
         if batch.accepted:
             self._store.insert(

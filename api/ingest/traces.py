@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import pyarrow as pa
@@ -20,6 +22,15 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from api.ingest.conventions import CONVENTIONS
 from api.ingest.conventions.common import Fields
 from api.ingest.spans import AttributeDecoder, Rejected, Resource, Span, resource_of
+
+_otlp: ModuleType | None
+try:  # the compiled reader of the wire format (api/ingest/_otlp.c), built by `pip install`
+    from api.ingest import _otlp
+except ImportError:  # no C compiler where it was installed: the Python path reads everything
+    _otlp = None
+
+WIRE_DECODER = _otlp is not None
+"""Whether protobuf requests are read by the compiled decoder (tests insist on it in CI)."""
 
 # fmt: off
 STAGE_NAMES = frozenset(
@@ -113,17 +124,25 @@ class TraceBatch:
 
 
 def normalise_traces(
-    request: ExportTraceServiceRequest, *, max_attribute_bytes: int, now_ns: int, oldest_ns: int = 0
+    request: ExportTraceServiceRequest,
+    *,
+    max_attribute_bytes: int,
+    now_ns: int,
+    oldest_ns: int = 0,
+    wire: bytes | None = None,
 ) -> TraceBatch:
     """`oldest_ns`: spans that start earlier are rejected (the store's retention would drop
-    them on insert, so accepting them would acknowledge what is never stored)."""
-    decoder = AttributeDecoder(max_attribute_bytes)
+    them on insert, so accepting them would acknowledge what is never stored).
+
+    `wire`: the protobuf bytes `request` was parsed from, if it came as protobuf. The
+    compiled decoder then reads spans and attributes from them, several times faster than
+    walking the parsed message, with the same result (it hands back anything unusual)."""
     batch = TraceBatch()
     rows = batch.rows
     seen: set[bytes] = set()
-    for resource_spans in request.resource_spans:
-        resource = resource_of(decoder.decode(resource_spans.resource.attributes))
-        spans = _decode_spans(resource_spans, decoder)
+    groups, truncated = _decoded(request, max_attribute_bytes, wire)
+    for resource_attrs, spans in groups:
+        resource = resource_of(resource_attrs)
         batch.received += len(spans)
         by_id = {s.span_id: s for s in spans if s.span_id}
         for span in spans:
@@ -149,8 +168,26 @@ def normalise_traces(
                 batch.rejected[rejection.reason] += 1
                 continue
             seen.add(key)
-    batch.truncated_attributes = decoder.truncated
+    batch.truncated_attributes = truncated()
     return batch
+
+
+def _decoded(
+    request: ExportTraceServiceRequest, max_attribute_bytes: int, wire: bytes | None
+) -> tuple[Iterable[tuple[dict[str, Any], list[Span]]], Callable[[], int]]:
+    """Each ResourceSpans as (resource attributes, spans), and how to read the number of
+    attribute values cut short once they have all been read."""
+    if wire is not None and _otlp is not None:
+        decoded = _otlp.decode_traces(wire, max_attribute_bytes, Span)
+        if decoded is not None:
+            compiled, truncated = decoded
+            return compiled, lambda: truncated
+    decoder = AttributeDecoder(max_attribute_bytes)
+    groups = (
+        (decoder.decode(resource_spans.resource.attributes), _decode_spans(resource_spans, decoder))
+        for resource_spans in request.resource_spans
+    )
+    return groups, lambda: decoder.truncated
 
 
 def _decode_spans(resource_spans: Any, decoder: AttributeDecoder) -> list[Span]:
