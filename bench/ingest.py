@@ -9,12 +9,13 @@ through the HTTP endpoint (gzip, server in another process).
 
 GPU samples: the store only (columnar Arrow batches into `gpu_samples`, views attached),
 ClickHouse's best case, OTLP metrics decoded + normalised + stored through the handler's
-code, and end to end over HTTP.
+code, the same decoded + normalised only (to the Arrow batch and its token), and end to end
+over HTTP. `--only gpu` (or `spans`) runs one signal's cases.
 
 Each case runs on fresh data (new ids), so the store's deduplication never skips work.
 The JSON output carries a short profile summary (where the time goes) as two more rows.
 
-Run: python -m bench.ingest [--spans N] [--gpu-requests N] [--repeats R]
+Run: python -m bench.ingest [--spans N] [--gpu-requests N] [--repeats R] [--only spans|gpu]
 """
 
 from __future__ import annotations
@@ -260,6 +261,25 @@ def decode_only(batches: list[bytes]) -> Clock:
             request = ExportTraceServiceRequest()
             request.ParseFromString(body)
             normalise_traces(request, max_attribute_bytes=8192, now_ns=now).to_arrow()
+
+    return timed(run)
+
+
+def decode_only_gpu(bodies: list[bytes]) -> Clock:
+    """OTLP metrics parsed, normalised and turned into the Arrow batch and its token."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    from api.ingest.metrics import normalise_metrics
+    from api.ingest.service import dedup_token
+
+    def run() -> None:
+        now = time.time_ns()
+        for body in bodies:
+            request = ExportMetricsServiceRequest()
+            request.ParseFromString(body)
+            batch = normalise_metrics(request, max_attribute_bytes=8192, now_ns=now)
+            batch.gpu_table()
+            dedup_token("gpu", batch.gpu_keys())
 
     return timed(run)
 
@@ -533,7 +553,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline-spans", type=int, default=200)
     parser.add_argument("--no-http", action="store_true", help="skip the end-to-end HTTP cases")
+    parser.add_argument("--only", choices=("spans", "gpu"), help="run the span or the GPU cases only")
     args = parser.parse_args(argv)
+    spans, gpus = args.only != "gpu", args.only != "spans"
     pinned = pin_one_core()
     print(f"machine: {machine()}; {pinned}", flush=True)
     seeds = iter(range(1000, 10**6))
@@ -549,28 +571,35 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         store, settings = open_bench_store(Path(tmp), "bench_ingest")
         ingest = ingestor(store, settings)
-        ours(ingest, make_batches(2 * BATCH, seed=next(seeds)))  # warm up every table and view
-        ours_gpu(ingest, make_gpu_requests(2, seed=next(seeds)))
-        store_only(store, [(t, None) for t in gpu_tables(1, seed=next(seeds))], "gpu_samples")
+        if spans:
+            ours(ingest, make_batches(2 * BATCH, seed=next(seeds)))  # warm up every table and view
+        if gpus:
+            ours_gpu(ingest, make_gpu_requests(2, seed=next(seeds)))
+            store_only(store, [(t, None) for t in gpu_tables(1, seed=next(seeds))], "gpu_samples")
         for scale in SCALES:
             n = args.spans * scale
-            t = medians(lambda n=n: ours(ingest, make_batches(n, seed=next(seeds))), args.repeats)
-            record("spans: decode + normalise + store (ours)", scale, n, t)
-            batches = make_batches(n, seed=next(seeds))
-            t = medians(lambda batches=batches: decode_only(batches), args.repeats)
-            record("spans: decode + normalise only", scale, n, t)
-            t = medians(
-                lambda n=n: store_only(store, normalised(make_batches(n, seed=next(seeds))), "requests"),
-                args.repeats,
-            )
-            record(f"spans: store only ({BATCH:,}-row Arrow inserts)", scale, n, t)
-            t = medians(lambda n=n: ceiling(store, n), args.repeats)
-            record("spans: ceiling, INSERT … SELECT numbers() (one statement)", scale, n, t)
-
+            if spans:
+                t = medians(lambda n=n: ours(ingest, make_batches(n, seed=next(seeds))), args.repeats)
+                record("spans: decode + normalise + store (ours)", scale, n, t)
+                batches = make_batches(n, seed=next(seeds))
+                t = medians(lambda batches=batches: decode_only(batches), args.repeats)
+                record("spans: decode + normalise only", scale, n, t)
+                t = medians(
+                    lambda n=n: store_only(store, normalised(make_batches(n, seed=next(seeds))), "requests"),
+                    args.repeats,
+                )
+                record(f"spans: store only ({BATCH:,}-row Arrow inserts)", scale, n, t)
+                t = medians(lambda n=n: ceiling(store, n), args.repeats)
+                record("spans: ceiling, INSERT … SELECT numbers() (one statement)", scale, n, t)
+            if not gpus:
+                continue
             g = args.gpu_requests * scale
             rows = g * GPUS_PER_HOST * TICKS_PER_REQUEST
             t = medians(lambda g=g: ours_gpu(ingest, make_gpu_requests(g, seed=next(seeds))), args.repeats)
             record("GPU samples: OTLP decode + normalise + store (ours)", scale, rows, t)
+            bodies = make_gpu_requests(g, seed=next(seeds))
+            t = medians(lambda bodies=bodies: decode_only_gpu(bodies), args.repeats)
+            record("GPU samples: OTLP decode + normalise only", scale, rows, t)
             arrow_rows = args.gpu_rows * scale
             t = medians(
                 lambda r=arrow_rows: store_only(
@@ -582,25 +611,35 @@ def main(argv: list[str] | None = None) -> int:
             t = medians(lambda r=arrow_rows: ceiling_gpu(store, r), args.repeats)
             record("GPU samples: ceiling, INSERT … SELECT numbers()", scale, arrow_rows, t)
 
-        base_t, base_n = baseline(store, make_batches(BATCH, seed=next(seeds)), args.baseline_spans)
-        split_spans = span_split(store, make_batches(4 * args.spans, seed=next(seeds)))
-        split_gpu = gpu_split(store, make_gpu_requests(4 * args.gpu_requests, seed=next(seeds)))
-        span_batches = make_batches(4 * args.spans, seed=next(seeds))
-        profile_spans = top_functions(lambda: ours(ingest, span_batches))
-        gpu_bodies = make_gpu_requests(4 * args.gpu_requests, seed=next(seeds))
-        profile_gpu = top_functions(lambda: ours_gpu(ingest, gpu_bodies))
+        split_spans: dict[str, float] = {}
+        split_gpu: dict[str, float] = {}
+        profile_spans = profile_gpu = ""
+        if spans:
+            base_t, base_n = baseline(store, make_batches(BATCH, seed=next(seeds)), args.baseline_spans)
+            split_spans = span_split(store, make_batches(4 * args.spans, seed=next(seeds)))
+            span_batches = make_batches(4 * args.spans, seed=next(seeds))
+            profile_spans = top_functions(lambda: ours(ingest, span_batches))
+        if gpus:
+            split_gpu = gpu_split(store, make_gpu_requests(4 * args.gpu_requests, seed=next(seeds)))
+            gpu_bodies = make_gpu_requests(4 * args.gpu_requests, seed=next(seeds))
+            profile_gpu = top_functions(lambda: ours_gpu(ingest, gpu_bodies))
         store.close()
 
     if not args.no_http:
         with tempfile.TemporaryDirectory() as tmp:
             server = Server(Path(tmp))
             try:
-                server.post("/v1/traces", make_batches(2 * BATCH, seed=next(seeds)))  # warm up
-                server.post("/v1/metrics", make_gpu_requests(2, seed=next(seeds)))
+                if spans:
+                    server.post("/v1/traces", make_batches(2 * BATCH, seed=next(seeds)))  # warm up
+                if gpus:
+                    server.post("/v1/metrics", make_gpu_requests(2, seed=next(seeds)))
                 for scale in SCALES:
                     n = args.spans * scale
-                    t = server.post("/v1/traces", make_batches(n, seed=next(seeds)))
-                    record("spans: end to end, HTTP POST gzip (server process)", scale, n, t)
+                    if spans:
+                        t = server.post("/v1/traces", make_batches(n, seed=next(seeds)))
+                        record("spans: end to end, HTTP POST gzip (server process)", scale, n, t)
+                    if not gpus:
+                        continue
                     g = args.gpu_requests * scale
                     t = server.post("/v1/metrics", make_gpu_requests(g, seed=next(seeds)))
                     record(
@@ -626,17 +665,18 @@ def main(argv: list[str] | None = None) -> int:
             if scale == 1:
                 note += f"; 1×/4×/16× = {' / '.join(f'{by_scale.get(s, 0):,.0f}' for s in SCALES)}"
             results.append(Result("ingest", f"{case} [{scale}×]", rate, unit, targets.get(case, ""), note))
-    ours_rate = rates["spans: decode + normalise + store (ours)"][4]
-    results.append(
-        Result(
-            "ingest",
-            "spans: baseline, MessageToDict + one INSERT per span",
-            base_n / base_t,
-            "spans/s",
-            "",
-            f"{base_n:,} spans; ours (4×) is {ours_rate / (base_n / base_t):,.0f}× faster",
+    if spans:
+        ours_rate = rates["spans: decode + normalise + store (ours)"][4]
+        results.append(
+            Result(
+                "ingest",
+                "spans: baseline, MessageToDict + one INSERT per span",
+                base_n / base_t,
+                "spans/s",
+                "",
+                f"{base_n:,} spans; ours (4×) is {ours_rate / (base_n / base_t):,.0f}× faster",
+            )
         )
-    )
     results.append(
         Result(
             "ingest",
@@ -644,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
             0.0,
             "",
             "",
-            f"steps: {_shares(split_spans)}. own time: {profile_spans}",
+            f"steps: {_shares(split_spans)}. own time: {profile_spans}" if spans else "not run",
         )
     )
     results.append(
@@ -654,14 +694,14 @@ def main(argv: list[str] | None = None) -> int:
             0.0,
             "",
             "",
-            f"steps: {_shares(split_gpu)}. own time: {profile_gpu}",
+            f"steps: {_shares(split_gpu)}. own time: {profile_gpu}" if gpus else "not run",
         )
     )
     print_table("OTLP ingest, one core (medians)", results[:-2])
     print(f"\nat the end: {machine()}")
     print(f"where the time goes, spans (4×): {results[-2].note}")
     print(f"where the time goes, GPU samples (4×): {results[-1].note}")
-    save("ingest", results)
+    save("ingest" if args.only is None else f"ingest-{args.only}", results)
     return 0
 
 

@@ -1,9 +1,10 @@
 """OTLP metrics → GPU sample rows and engine metric rows.
 
 GPU metrics (`gpu.*`, docs/telemetry.md) arrive one metric per field; the fields of one
-GPU at one instant are joined into one wide `gpu_samples` row. Engine metrics are mapped
-to canonical names (`api.ingest.engine_names`) and stored one value per row; histograms
-become `_bucket` (cumulative, by `le`), `_sum` and `_count` rows.
+GPU at one instant are joined into one wide `gpu_samples` row (`api.ingest.gpu_points`,
+which reads a collector's points column-wise; other points go one by one here). Engine
+metrics are mapped to canonical names (`api.ingest.engine_names`) and stored one value per
+row; histograms become `_bucket` (cumulative, by `le`), `_sum` and `_count` rows.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from api.ingest.engine_names import canonical
+from api.ingest.gpu_points import Check, Chunk, GpuRows, accept, gpu_index, read_points, valid_pid
 from api.ingest.spans import AttributeDecoder, Resource, resource_of
 
 # metric name → (column, lowest allowed, highest allowed)
@@ -86,7 +89,8 @@ _KEEP_LABELS = ("method", "model_name", "engine", "finished_reason", "version")
 
 @dataclass(slots=True)
 class MetricBatch:
-    gpu_rows: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
+    gpu_rows: GpuRows = field(default_factory=GpuRows)
+    """One row per GPU and instant; `len` counts them."""
     engine_rows: list[tuple[Any, ...]] = field(default_factory=list)
     rejected: Counter[str] = field(default_factory=Counter)
     ignored: int = 0
@@ -102,27 +106,10 @@ class MetricBatch:
         return sum(self.rejected.values())
 
     def gpu_table(self) -> pa.Table:
-        keys = list(self.gpu_rows)
-        rows = list(self.gpu_rows.values())
-        columns: dict[str, Any] = {
-            "time": [k[3] // 1_000_000 for k in keys],
-            "cluster": [k[0] for k in keys],
-            "host": [k[1] for k in keys],
-            "gpu_uuid": [k[2] for k in keys],
-        }
-        for name in GPU_SCHEMA.names[4:20]:
-            columns[name] = [row.get(name) for row in rows]
-        pids, mems, sms = [], [], []
-        for row in rows:
-            procs = sorted(row["_procs"].items()) if "_procs" in row else ()
-            pids.append([pid for pid, _ in procs])
-            mems.append([p.get("mem", 0) for _, p in procs])
-            sms.append([p.get("sm", 0) for _, p in procs])
-        columns["proc_pids"], columns["proc_mem_bytes"], columns["proc_sm_pct"] = pids, mems, sms
-        return pa.Table.from_pydict(columns, schema=GPU_SCHEMA)
+        return self.gpu_rows.table(GPU_SCHEMA)
 
     def gpu_keys(self) -> list[str]:
-        return [f"{c}|{h}|{u}|{t}" for c, h, u, t in self.gpu_rows]
+        return self.gpu_rows.keys()
 
     def engine_table(self) -> pa.Table:
         columns: list[Any] = list(zip(*self.engine_rows, strict=True)) if self.engine_rows else [[]] * 10
@@ -196,7 +183,7 @@ def _metric(
             if points:
                 batch.rejected[f"{name}: expected a gauge or sum, got a histogram"] += len(points)
             return
-        _gpu_points(batch, resource, name, points, decoder, now_ns, oldest_ns)
+        _gpu_points(batch, resource, name, getattr(metric, kind), decoder, now_ns, oldest_ns)
         return
     for point in points:
         batch.received += 1
@@ -267,24 +254,66 @@ def _gpu_points(
     batch: MetricBatch,
     resource: Resource,
     name: str,
+    data: Any,
+    decoder: AttributeDecoder,
+    now_ns: int,
+    oldest_ns: int = 0,
+) -> None:
+    """The points of one GPU metric into the wide rows, one row per GPU and instant: read
+    column-wise where their encoding allows (`api.ingest.gpu_points`), else point by point."""
+    proc_field = PROCESS_FIELDS.get(name)
+    if proc_field is None:
+        column, low, high = GPU_FIELDS[name]
+    else:
+        column, low, high = proc_field, 0, (100 if proc_field == "sm" else 2**63)
+    points = data.data_points
+    read = read_points(data, len(points), decoder)
+    if read is not None:
+        check = Check(
+            name=name,
+            column=column,
+            process=proc_field is not None,
+            low=float(low),
+            high=float(high),
+            cluster=resource.cluster,
+            host=resource.host,
+            deployment=resource.named_deployment,
+            latest_ns=now_ns + _FUTURE_SLACK_NS,
+            oldest_ns=oldest_ns,
+        )
+        accept(read, check, batch.gpu_rows, batch.rejected, lambda t: _check_time(t, now_ns, oldest_ns) or "")
+        return
+    _gpu_points_one_by_one(batch, resource, name, points, decoder, now_ns, oldest_ns)
+
+
+def _gpu_points_one_by_one(
+    batch: MetricBatch,
+    resource: Resource,
+    name: str,
     points: Any,
     decoder: AttributeDecoder,
     now_ns: int,
     oldest_ns: int = 0,
 ) -> None:
-    """The points of one GPU metric into the wide rows, one row per GPU and instant. The
-    hot loop of GPU ingest: checks are inlined, in the order of the reasons given."""
+    """The per-point loop, for points not in the collector's fixed layout (and few points).
+    Checks are inlined, in the order of the reasons given."""
     proc_field = PROCESS_FIELDS.get(name)
     if proc_field is None:
         column, low, high = GPU_FIELDS[name]
     else:
-        column, low, high = "", 0, (100 if proc_field == "sm" else 2**63)
+        column, low, high = proc_field, 0, (100 if proc_field == "sm" else 2**63)
     rows = batch.gpu_rows
     rejected = batch.rejected
-    cluster, host, deployment = resource.cluster, resource.host, resource.named_deployment
+    cluster, host = resource.cluster, resource.host
     latest_ns = now_ns + _FUTURE_SLACK_NS
     decode = decoder.decode_keyed
     isfinite = math.isfinite
+    gpus: list[int] = []
+    times: list[int] = []
+    values: list[int] = []
+    indexes: list[int] = []
+    names: list[int] = []
+    pids: list[int] = []
     for point in points:
         attrs = decode(point.attributes)
         uuid = attrs.get("gpu.uuid")
@@ -307,28 +336,36 @@ def _gpu_points(
             rejected[f"{name}: value is missing or not finite"] += 1
             continue
         if proc_field is not None:
-            pid = attrs.get("process.pid")
-            if isinstance(pid, bool) or not isinstance(pid, int) or not 0 <= pid < 2**32:
+            pid: int = attrs.get("process.pid")  # type: ignore[assignment]  # checked next
+            if not valid_pid(pid):
                 rejected[f"{name}: process.pid is missing or not a pid"] += 1
                 continue
             if not 0 <= value <= high:
                 rejected[f"{name}: value {value:g} is out of range"] += 1
                 continue
+            pids.append(pid)
+            values.append(int(value))
         elif not low <= value <= high:
             rejected[f"{name}: value {value:g} is outside {low:g}–{high:g}"] += 1
             continue
-        key = (cluster, host, str(uuid), time_ns)
-        row = rows.get(key)
-        if row is None:
-            index = attrs.get("gpu.index", 0)
-            row = rows[key] = {
-                "gpu_index": int(index) if type(index) in (int, float) and 0 <= index < 65536 else 0,
-                "gpu_name": str(attrs.get("gpu.name", "")),
-                "deployment": deployment,
-            }
-        if proc_field is not None:
-            row.setdefault("_procs", {}).setdefault(pid, {})[proc_field] = int(value)
         else:
             # Every stored GPU field is a whole number: GPM percentages (doubles on the wire)
             # are kept at 1 % resolution, like NVML's own utilisation (docs/telemetry.md).
-            row[column] = int(round(value))
+            values.append(int(round(value)))
+        gpus.append(rows.gpu_id(cluster, host, str(uuid)))
+        times.append(time_ns)
+        indexes.append(gpu_index(attrs))
+        names.append(rows.label_id(str(attrs.get("gpu.name", ""))))
+    rows.add(
+        Chunk(
+            column=column,
+            process=proc_field is not None,
+            gpu=np.array(gpus, np.int64),
+            time=np.array(times, np.int64),
+            value=np.array(values, np.uint64),
+            index=np.array(indexes, np.int64),
+            name=np.array(names, np.int64),
+            deployment=rows.label_id(resource.named_deployment),
+            pid=np.array(pids, np.int64),
+        )
+    )
