@@ -260,7 +260,7 @@ def decode_only(batches: list[bytes]) -> Clock:
         for body in batches:
             request = ExportTraceServiceRequest()
             request.ParseFromString(body)
-            normalise_traces(request, max_attribute_bytes=8192, now_ns=now).to_arrow()
+            normalise_traces(request, max_attribute_bytes=8192, now_ns=now, wire=body).to_arrow()
 
     return timed(run)
 
@@ -297,7 +297,7 @@ def normalised(batches: list[bytes]) -> list[tuple[Any, str]]:
     for body in batches:
         request = ExportTraceServiceRequest()
         request.ParseFromString(body)
-        batch = normalise_traces(request, max_attribute_bytes=8192, now_ns=time.time_ns())
+        batch = normalise_traces(request, max_attribute_bytes=8192, now_ns=time.time_ns(), wire=body)
         out.append((batch.to_arrow(), dedup_token("requests", batch.keys())))
     return out
 
@@ -470,7 +470,7 @@ def span_split(store, batches: list[bytes]) -> dict[str, float]:  # type: ignore
         request = ExportTraceServiceRequest()
         request.ParseFromString(body)
         t1 = time.perf_counter()
-        batch = normalise_traces(request, max_attribute_bytes=8192, now_ns=time.time_ns())
+        batch = normalise_traces(request, max_attribute_bytes=8192, now_ns=time.time_ns(), wire=body)
         t2 = time.perf_counter()
         table = batch.to_arrow()
         token = dedup_token("requests", batch.keys())
@@ -507,11 +507,11 @@ def gpu_split(store, bodies: list[bytes]) -> dict[str, float]:  # type: ignore[n
 
 
 _GROUPS = (
-    ("attribute decoding", ("spans.py:", "WhichOneof", "getattr")),
+    ("attribute decoding", ("spans.py:", "WhichOneof", "getattr", "decode_traces", "gpu_points.py:")),
     ("conventions", ("conventions",)),
     ("rows and checks", ("traces.py:", "metrics.py:")),
     ("Arrow", ("pyarrow", "from_pydict", "from_arrays", "pa.array")),
-    ("chDB insert", ("query", "chdb")),
+    ("chDB insert", ("query", "chdb", "send_insert", "insert_append", "insert_done", "sqlitelike")),
 )
 
 
