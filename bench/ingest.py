@@ -53,6 +53,9 @@ GPUS_PER_HOST = 8
 TICKS_PER_REQUEST = 60
 """GPU requests carry a minute of one 8-GPU host at 1 Hz: 480 rows, ~6,400 data points."""
 SCALES = (1, 4, 16)
+LARGE_BATCH = 20_000
+"""Spans per request in the large-request case: a collector under load with
+`--batch-max-bytes 16MiB` (14 MB of these spans, under the server's 16 MiB body limit)."""
 NS = 1_000_000_000
 
 
@@ -83,8 +86,8 @@ def _kv(key: str, value: object) -> KeyValue:
     return kv
 
 
-def make_batches(total: int, *, seed: int = 7) -> list[bytes]:
-    """Serialized ExportTraceServiceRequests of BATCH vLLM `llm_request` spans each."""
+def make_batches(total: int, *, seed: int = 7, batch: int = BATCH) -> list[bytes]:
+    """Serialized ExportTraceServiceRequests of `batch` vLLM `llm_request` spans each."""
     rng = random.Random(seed)
     t0 = time.time_ns() - 3 * 86400 * NS
     batches = []
@@ -94,7 +97,7 @@ def make_batches(total: int, *, seed: int = 7) -> list[bytes]:
         rs = request.resource_spans.add()
         rs.resource.attributes.extend(
             [
-                _kv("host.name", f"gpu-node-{made // BATCH % 16}"),
+                _kv("host.name", f"gpu-node-{made // batch % 16}"),
                 _kv("inferwatch.cluster", "prod"),
                 _kv("inferwatch.deployment", "chat-70b"),
                 _kv("service.name", "vllm"),
@@ -104,7 +107,7 @@ def make_batches(total: int, *, seed: int = 7) -> list[bytes]:
             key="inferwatch.gpu.uuids"
         ).value.array_value.values.add().string_value = "GPU-1"
         spans = rs.scope_spans.add().spans
-        for i in range(min(BATCH, total - made)):
+        for i in range(min(batch, total - made)):
             prompt = rng.randint(50, 4000)
             output = rng.randint(10, 800)
             queue = rng.random() * 0.2
@@ -252,7 +255,8 @@ def ours_gpu(ingest, bodies: list[bytes]) -> Clock:  # type: ignore[no-untyped-d
     return timed(run)
 
 
-def decode_only(batches: list[bytes]) -> Clock:
+def decode_only(batches: list[bytes], *, compiled: bool = True) -> Clock:
+    """`compiled=False`: the pure-Python path (what an install without a C compiler runs)."""
     from api.ingest.traces import normalise_traces
 
     def run() -> None:
@@ -260,7 +264,8 @@ def decode_only(batches: list[bytes]) -> Clock:
         for body in batches:
             request = ExportTraceServiceRequest()
             request.ParseFromString(body)
-            normalise_traces(request, max_attribute_bytes=8192, now_ns=now, wire=body).to_arrow()
+            wire = body if compiled else None
+            normalise_traces(request, max_attribute_bytes=8192, now_ns=now, wire=wire).to_arrow()
 
     return timed(run)
 
@@ -581,9 +586,17 @@ def main(argv: list[str] | None = None) -> int:
             if spans:
                 t = medians(lambda n=n: ours(ingest, make_batches(n, seed=next(seeds))), args.repeats)
                 record("spans: decode + normalise + store (ours)", scale, n, t)
+                if scale > 1:  # 1× is less than one large request
+                    t = medians(
+                        lambda n=n: ours(ingest, make_batches(n, seed=next(seeds), batch=LARGE_BATCH)),
+                        args.repeats,
+                    )
+                    record(f"spans: decode + normalise + store, {LARGE_BATCH:,}-span requests", scale, n, t)
                 batches = make_batches(n, seed=next(seeds))
                 t = medians(lambda batches=batches: decode_only(batches), args.repeats)
                 record("spans: decode + normalise only", scale, n, t)
+                t = medians(lambda batches=batches: decode_only(batches, compiled=False), args.repeats)
+                record("spans: decode + normalise only, pure-Python path (baseline)", scale, n, t)
                 t = medians(
                     lambda n=n: store_only(store, normalised(make_batches(n, seed=next(seeds))), "requests"),
                     args.repeats,
