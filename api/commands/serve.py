@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 
 from api.commands.common import add_server_options, settings_from_args
@@ -35,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
         else (f"embedded ClickHouse (chDB) in {settings.chdb_path}")
     )
     log.info("inferwatch %s serving on %s, store: %s", app.version, settings.base_url, store_kind)
+    # Everything alive now (modules, the app, settings) lives as long as the process: moved
+    # out of the collector's sight, a full collection walks only what requests allocate
+    # (measured: ~110 ms → ≤ 7 ms, once every 20–40 uncached overviews, a p95's worth).
+    gc.freeze()
     uvicorn.run(
         app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False
     )

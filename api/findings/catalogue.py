@@ -9,6 +9,7 @@ are defaults to override with `INFERWATCH_COST__GPU_PRICES` / `__HOST_PRICES`.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -96,11 +97,13 @@ class GpuMatch:
     memory_gb: float | None = None
 
 
+@functools.lru_cache(maxsize=1024)
 def lookup(gpu_name: str) -> GpuMatch | None:
     """The catalogue entry for an NVML product name, or None when it is not one we know.
 
     Accepts names as NVML reports them (`NVIDIA H100 80GB HBM3`, `NVIDIA A100-SXM4-80GB`,
     `Tesla T4`, `NVIDIA H100 80GB HBM3 MIG 1g.10gb`) and catalogue keys (`h100-sxm`).
+    Kept per name: a fleet reports a few names, and pages price every GPU of it.
     """
     if gpu_name in BY_KEY:
         return GpuMatch(BY_KEY[gpu_name])
@@ -131,8 +134,16 @@ class PriceBook:
             ),
             key=lambda item: -len(item[0]),
         )
+        self._prices: dict[tuple[str, str], float] = {}
 
     def per_hour(self, gpu_name: str, host: str = "") -> float:
+        """The price of a GPU-hour (computed once per name and host)."""
+        price = self._prices.get((gpu_name, host))
+        if price is None:
+            price = self._prices[(gpu_name, host)] = self._per_hour(gpu_name, host)
+        return price
+
+    def _per_hour(self, gpu_name: str, host: str) -> float:
         match = lookup(gpu_name)
         fraction = match.fraction if match else 1.0
         host_price = self._host_price(host)

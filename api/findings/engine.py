@@ -1,8 +1,9 @@
 """The runner: query the rollups, build the inputs, call every finding function.
 
-`run_findings` is the only place findings touch the store; everything it calls after the
-queries is pure (`compute_findings`, and the row-to-input modules `facts`, `gpu_hours`,
-`engine_hours`), so tests can feed it hand-built inputs."""
+`run_findings` is the only place findings touch the store (with the rows the overview
+shares, `hour_rows`); everything it calls after the queries is pure (`compute_findings`,
+and the row-to-input modules `facts`, `gpu_hours`, `engine_hours`), so tests can feed it
+hand-built inputs."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from api.findings.catalogue import PriceBook
 from api.findings.engine_hours import engine_stats
 from api.findings.fleet import fleet_findings
 from api.findings.gpu_hours import fleet_facts, gpu_facts
+from api.findings.hour_rows import HourRows, as_gpu_hours
 from api.findings.idle import idle_findings
 from api.findings.inputs import Deployment, GpuUsage
 from api.findings.model import Finding, sort_findings
@@ -71,21 +73,44 @@ def _done(futures: Sequence[Future[pa.Table]]) -> list[pa.Table]:
     return [f.result() for f in futures]
 
 
-def load_inputs(store: Store, settings: Settings, window: Window, *, spans: Spans | None = None) -> Inputs:
+def _shared_hours(spans: Spans, thresholds: dict[str, Any], shared: HourRows | None) -> HourRows | None:
+    """`shared` where it holds the spans' whole hours at these thresholds and the overview's
+    fleet claimed it (`api.findings.hour_rows`: then reading them costs nothing more)."""
+    if shared is None or spans.minutes_only:
+        return None
+    if not shared.covers(spans.hours.start, spans.hours.end, **thresholds):
+        return None
+    return shared if shared.claimed() else None
+
+
+def load_inputs(
+    store: Store,
+    settings: Settings,
+    window: Window,
+    *,
+    spans: Spans | None = None,
+    hour_rows: HourRows | None = None,
+) -> Inputs:
     """Run the findings queries over `window` and build the inputs of the finding functions.
     `spans`: which rollups answer which part of the window (default: `window_spans`).
+    `hour_rows`: the hourly GPU rollup's rows as the overview shares them: the whole hours
+    come from them where its fleet read them (`api.findings.hour_rows`).
 
-    Every query is queued at once on one worker thread, so the store answers the next while
-    this thread turns the last answer into inputs: chDB releases the GIL while it runs a query."""
+    This thread reads the whole hours per GPU, the costliest query, while every other query
+    is queued at once on one worker thread: the store answers two at a time (it holds two
+    connections), and the next while this thread turns the last answer into inputs (chDB
+    releases the GIL while it runs a query)."""
     f = settings.findings
     spans = spans or window_spans(store, window)
     thresholds = {"idle_pct": f.idle_threshold_pct, "held_mib": f.held_memory_mib}
+    shared = _shared_hours(spans, thresholds, hour_rows)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="findings-read") as pool:
 
         def read(parts: list[tuple[Query, dict[str, Any]]]) -> list[Future[pa.Table]]:
             return [pool.submit(store.arrow, query, **params) for query, params in parts]
 
-        gpu_rows = read(_parts(spans, sql.GPU_HOURS, sql.GPU_MINUTES, **thresholds))
+        gpu_parts = _parts(spans, sql.GPU_HOURS, sql.GPU_MINUTES, **thresholds)
+        gpu_minutes = read([(q, p) for q, p in gpu_parts if q is not sql.GPU_HOURS])
         bucket_rows = read(_parts(spans, sql.FLEET_5M, sql.FLEET_MINUTES))
         traffic_table = pool.submit(store.arrow, sql.DEPLOYMENT_TRAFFIC, **spans.params())
         engine_rows = read(
@@ -98,7 +123,14 @@ def load_inputs(store: Store, settings: Settings, window: Window, *, spans: Span
             )
         )
         try:
-            per_gpu = gpu_facts(_done(gpu_rows), tz=f.timezone, streak_min=f.streak_min_minutes)
+            hours = spans.hours
+            if shared is not None:
+                gpu_hours = [as_gpu_hours(shared.table(), hours.start, hours.end)]
+            else:
+                gpu_hours = [store.arrow(q, **p) for q, p in gpu_parts if q is sql.GPU_HOURS]
+            per_gpu = gpu_facts(
+                gpu_hours + _done(gpu_minutes), tz=f.timezone, streak_min=f.streak_min_minutes
+            )
             fleet = fleet_facts(per_gpu.rows, _done(bucket_rows), window, f.bucket_minutes)
             traffic_rows = traffic_table.result().to_pylist()
             for row in traffic_rows:
@@ -133,11 +165,14 @@ def compute_findings(inputs: Inputs, settings: Settings, window: Window) -> list
     return sort_findings(findings)
 
 
-def run_findings(store: Store, settings: Settings, window: Window) -> list[Finding]:
+def run_findings(
+    store: Store, settings: Settings, window: Window, *, hour_rows: HourRows | None = None
+) -> list[Finding]:
     """All findings over `window` (cut by `align`: a day or more to whole hours, a shorter
-    window to whole minutes), read from the rollups."""
+    window to whole minutes), read from the rollups (the hourly GPU rows from `hour_rows`
+    where they hold them)."""
     window = align(window)
-    return compute_findings(load_inputs(store, settings, window), settings, window)
+    return compute_findings(load_inputs(store, settings, window, hour_rows=hour_rows), settings, window)
 
 
 def run_cost(store: Store, settings: Settings, window: Window, by: CostBy) -> list[CostLine]:
@@ -148,9 +183,12 @@ def run_cost(store: Store, settings: Settings, window: Window, by: CostBy) -> li
     spans = window_spans(store, window)
     thresholds = {"idle_pct": f.idle_threshold_pct, "held_mib": f.held_memory_mib}
     parts = _parts(spans, sql.GPU_HOURS, sql.GPU_MINUTES, **thresholds)
-    gpus = gpu_facts([store.arrow(query, **params) for query, params in parts], tz="UTC", streak_min=0).cost
-    traffic = []
-    if by in (CostBy.DEPLOYMENT, CostBy.MODEL):
+    # The traffic on a worker while this thread reads the GPU-hours: the store runs both.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cost-read") as pool:
+        by_model = by in (CostBy.DEPLOYMENT, CostBy.MODEL)
+        traffic_rows = pool.submit(store.rows, cost_sql.MODEL_TRAFFIC, **spans.params()) if by_model else None
+        tables = [store.arrow(query, **params) for query, params in parts]
+        gpus = gpu_facts(tables, tz="UTC", streak_min=0).cost
         traffic = [
             ModelTraffic(
                 cluster=r["cluster"],
@@ -160,6 +198,6 @@ def run_cost(store: Store, settings: Settings, window: Window, by: CostBy) -> li
                 output_tokens=int(r["n_output_tokens"]),
                 e2e_s=float(r["e2e_total"]),
             )
-            for r in store.rows(cost_sql.MODEL_TRAFFIC, **spans.params())
+            for r in (traffic_rows.result() if traffic_rows is not None else [])
         ]
     return cost_lines(gpus, traffic, by, window, PriceBook(settings.cost))

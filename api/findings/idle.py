@@ -180,10 +180,14 @@ class DailyIdle:
 def _idle_cells(gpu: GpuUsage, min_share: float) -> set[int]:
     """The weekday × hour cells the GPU reported in and sat idle in (≥ min_share of the
     cell's minutes)."""
+    reported_in = gpu.reported_cells
+    if min_share <= 0:
+        return {cell for cell, reported in reported_in.items() if reported > 0}
+    # A cell with no idle minute is below any positive share: only the idle ones are tried.
     return {
         cell
-        for cell, reported in gpu.reported_cells.items()
-        if reported > 0 and gpu.idle_cells.get(cell, 0) / reported >= min_share
+        for cell, idle in gpu.idle_cells.items()
+        if idle > 0 and (reported := reported_in.get(cell, 0)) > 0 and idle / reported >= min_share
     }
 
 

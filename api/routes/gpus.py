@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import get_store
 from api.errors import NotFound
 from api.findings.catalogue import PriceBook
+from api.findings.hour_rows import HourRows
 from api.routes.fleet_rows import GpuHours, merge
 from api.routes.results import kept
 from api.settings import Settings
@@ -221,25 +222,41 @@ def read_gpu_hours(
     cluster: str = "",
     gpu_uuid: str = "",
     deployment: str = "",
+    hour_rows: HourRows | None = None,
 ) -> GpuHours:
     """The GPU-hours of `window` from the hourly rollup (idle minutes at `idle_pct`; 0: none
-    counted, and the query skips the threshold), kept while the rollup is unchanged."""
+    counted, and the query skips the threshold), kept while the rollup is unchanged.
+    `hour_rows`: the rollup's rows as the overview shares them (`api.findings.hour_rows`),
+    claimed and used where they hold the whole fleet over `window` at `idle_pct`."""
 
     def compute() -> GpuHours:
-        table = store.arrow(
-            GPU_ROWS,
-            start=window.start,
-            end=window.end,
-            idle_pct=idle_pct,
-            cluster=cluster,
-            gpu_uuid=gpu_uuid,
-            deployment=deployment,
-        )
+        if (
+            hour_rows is not None
+            and not (cluster or gpu_uuid or deployment)
+            and hour_rows.covers(window.start, window.end, idle_pct=idle_pct, held_mib=hour_rows.held_mib)
+        ):
+            table = hour_rows.between(window.start, window.end)
+            if idle_pct <= 0:  # GPU_ROWS: every reported minute is busy
+                table = table.set_column(table.schema.get_field_index("busy"), "busy", table["reported"])
+        else:
+            table = store.arrow(
+                GPU_ROWS,
+                start=window.start,
+                end=window.end,
+                idle_pct=idle_pct,
+                cluster=cluster,
+                gpu_uuid=gpu_uuid,
+                deployment=deployment,
+            )
         h = merge(table, int(window.start.timestamp()), int(window.end.timestamp()), deployment=deployment)
         return _only(h, gpu_uuid) if gpu_uuid else h
 
     key = ("gpu_hours", window.start, window.end, idle_pct, cluster, gpu_uuid, deployment)
-    return kept(store, settings, key, ("findings_gpu_hour",), compute)
+    try:
+        return kept(store, settings, key, ("findings_gpu_hour",), compute)
+    finally:
+        if hour_rows is not None:
+            hour_rows.settle()  # claimed in `compute`, or never
 
 
 def read_fleet_hours(
@@ -250,8 +267,10 @@ def read_fleet_hours(
     cluster: str = "",
     gpu_uuid: str = "",
     deployment: str = "",
+    hour_rows: HourRows | None = None,
 ) -> FleetData:
-    """Per-GPU totals, fleet totals, cost by GPU model and the idle pattern over `window`."""
+    """Per-GPU totals, fleet totals, cost by GPU model and the idle pattern over `window`
+    (`hour_rows`: as `read_gpu_hours`)."""
     f = settings.findings
     h = read_gpu_hours(
         store,
@@ -261,6 +280,7 @@ def read_fleet_hours(
         cluster=cluster,
         gpu_uuid=gpu_uuid,
         deployment=deployment,
+        hour_rows=hour_rows,
     )
     n = len(h.keys)
     gpu = h.gpu

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
 from api.findings.engine import run_findings
+from api.findings.hour_rows import HourRows
 from api.findings.model import Finding
 from api.settings import Settings
 from api.store import Store
@@ -87,11 +88,20 @@ def settings_digest(settings: Settings) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def kept_findings(store: Store, settings: Settings, window: Window) -> list[Finding]:
+def kept_findings(
+    store: Store, settings: Settings, window: Window, *, hour_rows: HourRows | None = None
+) -> list[Finding]:
     """Every finding over `window` (aligned by the caller), kept per data version: the findings
-    page, the overview and `/api/v1/findings` share one computation."""
+    page, the overview and `/api/v1/findings` share one computation. `hour_rows`: the hourly
+    GPU rows where the caller read them already (`run_findings`)."""
     key = ("findings", window.start, window.end, settings_digest(settings))
-    return kept(store, settings, key, READ_BY_FINDINGS, lambda: run_findings(store, settings, window))
+    return kept(
+        store,
+        settings,
+        key,
+        READ_BY_FINDINGS,
+        lambda: run_findings(store, settings, window, hour_rows=hour_rows),
+    )
 
 
 def forget(store: Store) -> None:

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.errors import BadRequest, NotFound
 from api.findings.engine import align
+from api.findings.hour_rows import HourRows
 from api.meta.acks import AckIn, AckOut, delete_ack, list_acks, set_ack
 from api.routes.findings import FindingOut, finding_out
 from api.routes.results import kept_findings
@@ -120,11 +121,12 @@ def _acks(pr: PageRequest) -> dict[str, AckOut]:
     return {a.fingerprint: a for a in acks if a.action == "ack" or (a.until and a.until > now)}
 
 
-def load_views(pr: PageRequest) -> list[FindingView]:
-    """Every finding over the page's window with its acknowledgement state."""
+def load_views(pr: PageRequest, *, hour_rows: HourRows | None = None) -> list[FindingView]:
+    """Every finding over the page's window with its acknowledgement state (`hour_rows`: as
+    `kept_findings`)."""
     acks = _acks(pr)
     views = []
-    findings = kept_findings(pr.store, pr.settings, align(pr.window))
+    findings = kept_findings(pr.store, pr.settings, align(pr.window), hour_rows=hour_rows)
     for f in findings:
         out = finding_out(f)
         ack = acks.get(out.id)

@@ -11,6 +11,7 @@ import numpy as np
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from api.findings.hour_rows import HourRows
 from api.routes.gpus import FleetData, FleetTotals, ModelLine, read_fleet_hours
 from web.pages.common import PageInfo, page_request
 from web.pages.findings import FindingView, WasteLine, load_views, waste_by_cause
@@ -56,11 +57,20 @@ def daily_trend(data: FleetData) -> DailyTrend:
 
 def build_overview(request: Request) -> OverviewPage:
     pr = page_request(request)
+    f = pr.settings.findings
+    # Both halves read the hourly GPU rollup over the window (the findings its whole hours):
+    # where the fleet's GPU-hours are not kept, its read serves the findings too.
+    rows = HourRows(
+        pr.store, pr.window.start, pr.window.end, idle_pct=f.idle_threshold_pct, held_mib=f.held_memory_mib
+    )
     # The findings on a second thread: the store answers one side's queries while this
     # thread adds up the other's rows (chDB releases the GIL while it runs a query).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="overview-findings") as pool:
-        loading = pool.submit(load_views, pr)
-        data = read_fleet_hours(pr.store, pr.settings, pr.window)
+        loading = pool.submit(load_views, pr, hour_rows=rows)
+        try:
+            data = read_fleet_hours(pr.store, pr.settings, pr.window, hour_rows=rows)
+        finally:
+            rows.settle()  # the findings wait for the fleet's decision
         trend = daily_trend(data)
         views = [v for v in loading.result() if not v.muted]
     waste = waste_by_cause(views)

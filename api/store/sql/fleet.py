@@ -57,6 +57,34 @@ GPU_ROWS = Query(
     """,
 )
 
+# The rollup's rows over the window as GPU_ROWS gives them, unfiltered, with what the
+# findings read of each GPU-hour too (`measured`, `held`, `engine_busy`, the busy sums, the
+# requests' deployment): on the overview, one read serves the fleet totals and the findings
+# (`api.findings.hour_rows`). `busy` is the threshold test alone, as `findings.gpu_hours`
+# applies it (GPU_ROWS takes every reported minute at idle_pct <= 0: its reader does that);
+# `held`: at least held_mib of memory, or a process. One thread: the page's other queries
+# run beside it on the store's second connection, and on a busy machine a parallel read of
+# this one costs a quarter more CPU for no earlier answer.
+GPU_HOUR_ROWS = Query(
+    "fleet.gpu_hour_rows",
+    f"""
+    SELECT
+        cluster, host, gpu_uuid, toUInt32(hour) AS hour_s,
+        reported, measured, procs, inflight, engine_busy,
+        {BUSY_BITS} AS busy,
+        bitOr(procs, arraySum(arrayMap((k, v) -> bitShiftLeft(toUInt64(v >= {{held_mib:UInt32}}), k),
+                                       low.1, low.3))) AS held,
+        gpu_idx, gpu_model, gpu_deployment, request_deployment, gpm,
+        util_total, util_count, util_peak, power_total_mw, power_count,
+        mem_used_peak, mem_total_peak,
+        busy_util_total, busy_util_count, busy_dram_total, busy_dram_count,
+        busy_mem_util_total, busy_mem_util_count, inflight_s
+    FROM findings_gpu_hour
+    WHERE {_HOURS}
+    SETTINGS output_format_arrow_low_cardinality_as_dictionary = 1, max_threads = 1
+    """,
+)
+
 # Mean utilisation, power and memory per GPU and bucket of under an hour (short windows).
 GPU_MINUTE_SERIES = Query(
     "fleet.gpu_minute_series",
