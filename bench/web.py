@@ -16,6 +16,7 @@ and of each call with the kept results dropped first (`--cold-repeats`).
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import re
@@ -316,6 +317,7 @@ def main() -> int:
         settle(store, datetime.fromtimestamp(int(first), UTC))
     span = store.scalar(Query("bench.span", "SELECT span_id FROM requests ORDER BY time DESC LIMIT 1"))
     app = create_app(settings, store=store)
+    gc.freeze()  # as `inferwatch serve` does once the app is built
     results: list[Result] = []
     load = os.getloadavg()[0]
     print(f"\n{machine()}; load average {load:.1f} at start; {args.repeats} runs per call after one warm-up")
