@@ -516,7 +516,7 @@ _GROUPS = (
     ("conventions", ("conventions",)),
     ("rows and checks", ("traces.py:", "metrics.py:")),
     ("Arrow", ("pyarrow", "from_pydict", "from_arrays", "pa.array")),
-    ("chDB insert", ("query", "chdb", "send_insert", "insert_append", "insert_done", "sqlitelike")),
+    ("chDB insert", ("query", "chdb")),
 )
 
 
