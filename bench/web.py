@@ -247,6 +247,7 @@ def calls(uuid: str, span: str) -> list[tuple[str, str]]:
     return [
         ("page /", "/"),
         ("page /index.json", "/index.json"),
+        ("page / (30d)", "/?window=30d"),
         ("page /fleet", "/fleet"),
         ("page /fleet (30d)", "/fleet?window=30d"),
         ("page /gpus/{uuid}", f"/gpus/{uuid}"),
