@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1 import trace_pb2
@@ -208,3 +209,21 @@ def _varint(n: int) -> bytes:
         out.append(byte | (0x80 if n else 0))
         if not n:
             return bytes(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests(), st.lists(st.tuples(st.integers(0, 2**16), st.binary(max_size=8)), min_size=1, max_size=6))
+def test_damaged_bytes_never_crash_the_decoder(request: ExportTraceServiceRequest, edits: list[Any]) -> None:
+    """Only bytes upb accepted reach the decoder, but it must stay safe without that: any
+    damage gives None (the Python path decides) or decoded spans, never a crash."""
+    wire = bytearray(request.SerializeToString())
+    for at, patch in edits:
+        at %= len(wire) + 1
+        wire[at : at + len(patch)] = patch  # overwrite, truncate or extend
+    result = decoded(bytes(wire))
+    if result is not None:
+        groups, truncated = result
+        assert truncated >= 0
+        for attrs, spans in groups:
+            assert isinstance(attrs, dict)
+            assert all(isinstance(s, Span) for s in spans)
