@@ -181,3 +181,18 @@ def test_pages_of_requests_step_over_twins_one_at_a_time(client: TestClient) -> 
             break
     # Newest first, ties broken by span id then trace id, descending: trace 02 before 01.
     assert seen == ["02" * 16, "01" * 16]
+
+
+def test_the_request_page_shows_the_request_of_the_trace_it_names(client: TestClient) -> None:
+    start = (int(time.time()) - 3600) * NS
+    protobuf = {"Content-Type": "application/x-protobuf"}
+    assert client.post("/v1/traces", content=_twins(start), headers=protobuf).status_code == 200
+    for trace, e2e in (("01" * 16, 2.0), ("02" * 16, 3.0)):
+        page = client.get("/requests/00000000000000aa.json", params={"trace": trace})
+        assert page.status_code == 200, page.text
+        assert (page.json()["request"]["trace_id"], page.json()["request"]["e2e_s"]) == (trace, e2e)
+    missing = client.get("/requests/00000000000000aa.json", params={"trace": "03" * 16})
+    assert missing.status_code == 404
+    # The explorer links each row to its own trace's page.
+    listing = client.get("/requests").text
+    assert f"trace={'01' * 16}" in listing and f"trace={'02' * 16}" in listing

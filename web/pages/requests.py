@@ -183,10 +183,14 @@ PHASE_MEANING = {
 def build_request(request: Request, span_id: str) -> RequestPage:
     pr = page_request(request)
     since = datetime.now(UTC) - timedelta(days=pr.settings.raw_ttl_days + 1)
-    rows = pr.store.rows(REQUEST_BY_SPAN, span_id=span_id, since=since)
+    # A request is its span id and trace id; span ids may repeat across traces, so the
+    # explorer's links name the trace too (without it: the newest request with that span id).
+    trace_id = request.query_params.get("trace", "")[:64]
+    rows = pr.store.rows(REQUEST_BY_SPAN, span_id=span_id, trace_id=trace_id, since=since)
     if not rows:
+        of_trace = f" in trace {trace_id!r}" if trace_id else ""
         raise NotFound(
-            f"no request with span id {span_id!r} is stored (raw requests are kept "
+            f"no request with span id {span_id!r}{of_trace} is stored (raw requests are kept "
             f"{pr.settings.raw_ttl_days} days)"
         )
     row = RequestRow(**rows[0])

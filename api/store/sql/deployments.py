@@ -235,6 +235,8 @@ REQUEST_BY_SPAN = Query(
            finish_reason, error, gpu_uuids
     FROM requests
     WHERE span_id = {span_id:String} AND time >= {since:DateTime64(6, 'UTC')}
+      AND ({trace_id:String} = '' OR trace_id = {trace_id:String})
+    ORDER BY time DESC, trace_id
     LIMIT 1
     """,
 )
