@@ -73,14 +73,15 @@ def ship_one_batch(tmp_path: Path, status: int, failures: int) -> tuple[Collecto
 
 
 def test_a_long_run_of_503s_keeps_the_batch_until_it_is_delivered(tmp_path: Path) -> None:
-    failures = 3 * MAX_SERVER_ERRORS
+    failures = 6 * MAX_SERVER_ERRORS
     metrics, server = ship_one_batch(tmp_path, 503, failures)
     assert server.answers == [503] * failures + [200]
-    # The sender itself met far more failed deliveries than the limit for poisonous batches
-    # (mostly one attempt per export call; a fast answer may fit a second in the deadline):
-    assert (
-        metrics.value("inferwatch_collector_export_failures_total", {"reason": "503"}) > 2 * MAX_SERVER_ERRORS
-    )
+    # The sender counted more failed export calls than the limit for poisonous batches, and
+    # still delivered. An export call may fit more than one attempt in its deadline when the
+    # answers are fast (seen: 15 answers in 8 calls; 30 answers in 18–26 calls over 20 runs),
+    # so 30 answers keep the count of calls well above the limit of 5.
+    failed_calls = metrics.value("inferwatch_collector_export_failures_total", {"reason": "503"})
+    assert MAX_SERVER_ERRORS < failed_calls <= failures
     assert metrics.value("inferwatch_collector_delivered_items_total", {"kind": "traces"}) == 7
     assert metrics.value("inferwatch_collector_rejected_items_total", {"kind": "traces"}) == 0
 
