@@ -22,21 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from api.findings.columns import Segments, numbers, present
+from api.findings.gpu_hours import MASKS, SUMS
 from api.store import Store
 from api.store.sql.fleet import GPU_HOUR_ROWS
-
-MASKS = ("reported", "measured", "busy", "held", "inflight", "engine_busy")
-SUMS = (
-    "util_total",
-    "util_count",
-    "busy_util_total",
-    "busy_util_count",
-    "busy_dram_total",
-    "busy_dram_count",
-    "busy_mem_util_total",
-    "busy_mem_util_count",
-    "inflight_s",
-)
 
 _COLUMNS = [
     "cluster",
@@ -52,7 +40,8 @@ _COLUMNS = [
     *MASKS,
     *SUMS,
 ]
-"""What the findings read of GPU_HOUR_ROWS."""
+"""What the findings read of GPU_HOUR_ROWS: `as_gpu_hours` hands the masks and sums on
+under the names `gpu_hours` reads, so both use its lists."""
 
 
 def _hour(t: datetime) -> int:
