@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -168,26 +167,25 @@ def normalise_traces(
                 batch.rejected[rejection.reason] += 1
                 continue
             seen.add(key)
-    batch.truncated_attributes = truncated()
+    batch.truncated_attributes = truncated
     return batch
 
 
 def _decoded(
     request: ExportTraceServiceRequest, max_attribute_bytes: int, wire: bytes | None
-) -> tuple[Iterable[tuple[dict[str, Any], list[Span]]], Callable[[], int]]:
-    """Each ResourceSpans as (resource attributes, spans), and how to read the number of
-    attribute values cut short once they have all been read."""
+) -> tuple[list[tuple[dict[str, Any], list[Span]]], int]:
+    """Each ResourceSpans as (resource attributes, spans), and how many attribute values were
+    cut short."""
     if wire is not None and _otlp is not None:
         decoded = _otlp.decode_traces(wire, max_attribute_bytes, Span)
         if decoded is not None:
-            compiled, truncated = decoded
-            return compiled, lambda: truncated
+            return decoded
     decoder = AttributeDecoder(max_attribute_bytes)
-    groups = (
+    groups = [
         (decoder.decode(resource_spans.resource.attributes), _decode_spans(resource_spans, decoder))
         for resource_spans in request.resource_spans
-    )
-    return groups, lambda: decoder.truncated
+    ]
+    return groups, decoder.truncated
 
 
 def _decode_spans(resource_spans: Any, decoder: AttributeDecoder) -> list[Span]:
