@@ -94,6 +94,14 @@ static int read_len(Reader *r, Reader *sub) {
     return OK;
 }
 
+/* Moves past `n` bytes, if there are that many. */
+static int advance(Reader *r, Py_ssize_t n) {
+    if (r->end - r->p < n)
+        return ERROR;
+    r->p += n;
+    return OK;
+}
+
 static int read_fixed64(Reader *r, uint64_t *out) {
     if (r->end - r->p < 8)
         return ERROR;
@@ -112,17 +120,11 @@ static int skip(Reader *r, int wire_type) {
     case WT_VARINT:
         return read_varint(r, &ignored);
     case WT_I64:
-        if (r->end - r->p < 8)
-            return ERROR;
-        r->p += 8;
-        return OK;
+        return advance(r, 8);
     case WT_LEN:
         return read_len(r, &sub);
     case WT_I32:
-        if (r->end - r->p < 4)
-            return ERROR;
-        r->p += 4;
-        return OK;
+        return advance(r, 4);
     default:
         return FALLBACK; /* groups: legal, never written by OTLP senders */
     }
