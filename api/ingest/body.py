@@ -98,6 +98,12 @@ def parse(data: bytes, encoding: Encoding, message_type: type[M]) -> M:
     return message
 
 
+def check_count(count: int, limit: int, noun: str) -> None:
+    """A request holding more items than `max_items_per_request` is refused whole."""
+    if count > limit:
+        raise BadRequest(f"the request holds {count} {noun}; the limit is {limit} per request")
+
+
 def serialize(message: Message, encoding: Encoding) -> bytes:
     if encoding is Encoding.PROTOBUF:
         return message.SerializeToString()

@@ -16,15 +16,11 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from api.errors import BadRequest
-from api.ingest.body import Encoding, Limits, decompress, encoding_of, parse, serialize
+from api.ingest.body import Encoding, Limits, check_count, decompress, encoding_of, parse, serialize
 from api.ingest.metrics import normalise_metrics
-from api.ingest.traces import normalise_traces
+from api.ingest.traces import read_traces
 from api.settings import Settings
 from api.store import Store
 from api.telemetry import ServerMetrics
@@ -68,16 +64,14 @@ class Ingestor:
 
     def traces(self, body: bytes, encoding: Encoding, content_encoding: str | None) -> Reply:
         data = decompress(body, content_encoding, self._limits)
-        request = parse(data, encoding, ExportTraceServiceRequest)
-        count = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
-        self._check_count(count, "spans")
         now_ns = time.time_ns()
-        batch = normalise_traces(
-            request,
+        batch = read_traces(
+            data,
+            encoding,
+            max_items=self._settings.max_items_per_request,
             max_attribute_bytes=self._settings.max_attribute_bytes,
             now_ns=now_ns,
             oldest_ns=now_ns - self._settings.raw_ttl_days * 86_400 * 10**9,
-            wire=data if encoding is Encoding.PROTOBUF else None,
         )
         if batch.accepted:
             self._store.insert(
@@ -107,7 +101,7 @@ class Ingestor:
                 for m in sm.metrics:
                     kind = m.WhichOneof("data")
                     count += len(getattr(m, kind).data_points) if kind else 0
-        self._check_count(count, "data points")
+        check_count(count, self._settings.max_items_per_request, "data points")
         now_ns = time.time_ns()
         batch = normalise_metrics(
             request,
@@ -138,11 +132,6 @@ class Ingestor:
             response.partial_success.rejected_data_points = batch.rejected_count
             response.partial_success.error_message = describe(batch.rejected, "data points")
         return Reply(serialize(response, encoding), encoding.value, batch.accepted, batch.rejected_count)
-
-    def _check_count(self, count: int, noun: str) -> None:
-        limit = self._settings.max_items_per_request
-        if count > limit:
-            raise BadRequest(f"the request holds {count} {noun}; the limit is {limit} per request")
 
     def _count(
         self, signal: str, received: int, accepted: int, ignored: int, rejected: Counter[str], truncated: int

@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from api.ingest.body import Encoding, check_count, parse
 from api.ingest.conventions import CONVENTIONS
 from api.ingest.conventions.common import Fields
 from api.ingest.spans import AttributeDecoder, Rejected, Resource, Span, resource_of
@@ -120,6 +121,23 @@ class TraceBatch:
 
     def keys(self) -> list[str]:
         return [row[2] + row[3] for row in self.rows]
+
+
+def read_traces(
+    data: bytes, encoding: Encoding, *, max_items: int, max_attribute_bytes: int, now_ns: int, oldest_ns: int
+) -> TraceBatch:
+    """An OTLP traces request body (decompressed) to rows, or `BadRequest` when it does not
+    decode or holds more than `max_items` spans."""
+    request = parse(data, encoding, ExportTraceServiceRequest)
+    spans = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+    check_count(spans, max_items, "spans")
+    return normalise_traces(
+        request,
+        max_attribute_bytes=max_attribute_bytes,
+        now_ns=now_ns,
+        oldest_ns=oldest_ns,
+        wire=data if encoding is Encoding.PROTOBUF else None,
+    )
 
 
 def normalise_traces(
