@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api import __version__, security
 from api.errors import InferwatchError
 from api.ingest.service import Ingestor
+from api.ingest.writer import open_writer
 from api.jobs.runtime import Background
 from api.meta import Meta, open_meta, upgrade_metadata
 from api.routes import alerts, deployments, findings, gpus, health, otlp, requests, session, settings_api
@@ -44,12 +45,15 @@ def create_app(settings: Settings, *, store: Store | None = None, meta: Meta | N
         upgrade_metadata(settings)
         meta = open_meta(settings)
     background = Background(settings, meta, store)
+    writer = open_writer(settings, store, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        writer.start()
         background.start()
         yield
         background.stop()
+        writer.stop()
         if owns_meta:
             app.state.meta.close()
         if owns_store:
@@ -64,7 +68,8 @@ def create_app(settings: Settings, *, store: Store | None = None, meta: Meta | N
     app.state.settings = settings
     app.state.store = store
     app.state.metrics = metrics
-    app.state.ingestor = Ingestor(settings, store, metrics)
+    app.state.writer = writer
+    app.state.ingestor = Ingestor(settings, writer, metrics)
     app.state.meta = meta
     app.state.background = background
 

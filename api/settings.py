@@ -98,6 +98,27 @@ class Settings(BaseSettings):
     max_attribute_bytes: Annotated[int, Field(ge=16)] = Field(
         8192, description="Longest string attribute value kept; longer values are truncated and counted."
     )
+
+    # --- ingest write-ahead log ----------------------------------------------------------
+    ingest_flush_s: Annotated[float, Field(ge=0, le=300)] = Field(
+        1.0,
+        description="Longest time accepted rows wait in the write-ahead log (DATA_DIR/wal) before one insert "
+        "per table takes them to the store. 0: no log, each OTLP request is inserted while it waits.",
+    )
+    ingest_flush_rows: Annotated[int, Field(ge=1)] = Field(
+        100_000,
+        description="Rows of one table in the write-ahead log that trigger an insert before INGEST_FLUSH_S.",
+    )
+    ingest_wal_max_bytes: Annotated[int, Field(ge=64 * 1024)] = Field(
+        1024**3,
+        description="Bytes the write-ahead log may hold while the store is down or behind; past it, OTLP "
+        "requests get 503 with Retry-After.",
+    )
+    ingest_dedup_window_s: Annotated[int, Field(ge=0)] = Field(
+        900,
+        description="Seconds a retried OTLP request is recognised and not stored again, when the write-ahead "
+        "log is on (at most 500,000 requests).",
+    )
     findings: FindingsSettings = Field(
         default_factory=FindingsSettings, description="Thresholds of the findings."
     )
@@ -136,6 +157,10 @@ class Settings(BaseSettings):
     @property
     def chdb_path(self) -> Path:
         return self.data_dir / "clickhouse"
+
+    @property
+    def wal_path(self) -> Path:
+        return self.data_dir / "wal"
 
     @property
     def metadata_url(self) -> str:

@@ -76,6 +76,33 @@ class ServerMetrics:
             "OTLP requests being decoded or written now.",
             registry=r,
         )
+        self.ingest_repeats = Counter(
+            "inferwatch_ingest_repeats",
+            "Requests answered without storing their rows again: retries of requests already accepted.",
+            ["table"],
+            registry=r,
+        )
+        self.wal_bytes = Gauge(
+            "inferwatch_wal_waiting_bytes",
+            "Bytes of accepted rows in the write-ahead log, not yet in the store.",
+            registry=r,
+        )
+        self.wal_flushes = Counter(
+            "inferwatch_wal_flushes",
+            "Inserts from the write-ahead log, by table and outcome (inserted, failed, set_aside).",
+            ["table", "outcome"],
+            registry=r,
+        )
+        self.wal_refusals = Counter(
+            "inferwatch_wal_refusals",
+            "Requests answered 503 because the write-ahead log was full or could not be written.",
+            registry=r,
+        )
+        self.wal_torn_bytes = Counter(
+            "inferwatch_wal_torn_bytes",
+            "Bytes of torn records found at the end of a segment on replay (a write cut short by a crash).",
+            registry=r,
+        )
 
     def observe_store(self, name: str, seconds: float, ok: bool) -> None:
         """The store's observer hook: latency per query name, and failures."""

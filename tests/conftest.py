@@ -4,6 +4,7 @@ OpenTelemetry SDK exporters, the collector, browsers)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -29,6 +30,13 @@ from api.store.transports import ChdbTransport
 hypothesis_settings.register_profile("repeatable", derandomize=True)
 hypothesis_settings.register_profile("explore", derandomize=False)
 hypothesis_settings.load_profile("repeatable")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Rows are inserted while the request waits (no write-ahead log), so a test reads what it
+    posted straight away; servers started as processes inherit this. The log's own tests,
+    and the fault scenarios, turn it back on."""
+    os.environ["INFERWATCH_INGEST_FLUSH_S"] = "0"
 
 
 @pytest.fixture(scope="session")

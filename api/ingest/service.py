@@ -21,8 +21,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from api.ingest.body import Encoding, Limits, check_count, decompress, encoding_of, parse, serialize
 from api.ingest.metrics import normalise_metrics
 from api.ingest.traces import read_traces
+from api.ingest.writer import Writer
 from api.settings import Settings
-from api.store import Store
 from api.telemetry import ServerMetrics
 
 
@@ -53,9 +53,9 @@ def describe(rejected: Counter[str], noun: str) -> str:
 
 
 class Ingestor:
-    def __init__(self, settings: Settings, store: Store, metrics: ServerMetrics) -> None:
+    def __init__(self, settings: Settings, writer: Writer, metrics: ServerMetrics) -> None:
         self._settings = settings
-        self._store = store
+        self._writer = writer
         self._metrics = metrics
         self._limits = Limits(settings.max_body_bytes, settings.max_decompressed_bytes)
 
@@ -74,10 +74,7 @@ class Ingestor:
             oldest_ns=now_ns - self._settings.raw_ttl_days * 86_400 * 10**9,
         )
         if batch.accepted:
-            self._store.insert(
-                "requests", batch.to_arrow(), dedup_token=dedup_token("requests", batch.keys())
-            )
-            self._metrics.rows_written.labels("requests").inc(batch.accepted)
+            self._writer.write("requests", batch.to_arrow(), dedup_token("requests", batch.keys()))
         self._count(
             "traces",
             batch.received,
@@ -110,15 +107,10 @@ class Ingestor:
             oldest_ns=now_ns - self._settings.raw_ttl_days * 86_400 * 10**9,
         )
         if batch.gpu_rows:
-            self._store.insert(
-                "gpu_samples", batch.gpu_table(), dedup_token=dedup_token("gpu", batch.gpu_keys())
-            )
-            self._metrics.rows_written.labels("gpu_samples").inc(len(batch.gpu_rows))
+            self._writer.write("gpu_samples", batch.gpu_table(), dedup_token("gpu", batch.gpu_keys()))
         if batch.engine_rows:
-            self._store.insert(
-                "engine_metrics", batch.engine_table(), dedup_token=dedup_token("engine", batch.engine_keys())
-            )
-            self._metrics.rows_written.labels("engine_metrics").inc(len(batch.engine_rows))
+            token = dedup_token("engine", batch.engine_keys())
+            self._writer.write("engine_metrics", batch.engine_table(), token)
         self._count(
             "metrics",
             batch.received,

@@ -178,7 +178,11 @@ class Server(Process):
     """`inferwatch serve` on a loopback port (local mode: no token), scheduler off."""
 
     def __init__(
-        self, data_dir: Path, log: Path, wrap: Callable[[list[str]], list[str]] = lambda a: a
+        self,
+        data_dir: Path,
+        log: Path,
+        wrap: Callable[[list[str]], list[str]] = lambda a: a,
+        **env: str,
     ) -> None:
         self.port = free_port()
         self.data_dir = data_dir
@@ -186,7 +190,9 @@ class Server(Process):
         self._wrap = wrap
         argv = wrap([PYTHON, "-m", "api.cli", "serve", "--data-dir", str(data_dir), "--port", str(self.port)])
         super().__init__(
-            argv, log, _env(INFERWATCH_NOTIFY__SCHEDULER_ENABLED="false", INFERWATCH_LOG_LEVEL="WARNING")
+            argv,
+            log,
+            _env(INFERWATCH_NOTIFY__SCHEDULER_ENABLED="false", INFERWATCH_LOG_LEVEL="WARNING", **env),
         )
 
     def start(self) -> None:
@@ -443,10 +449,17 @@ def server_killed(work: Path) -> Result:
     return tally("server killed mid-ingest", happened, engine, server.stored_keys())
 
 
+WAL_LIMIT = 64 * 1024
+
+
 def store_unavailable(work: Path) -> Result:
-    """The store's disk fills up under a running server, then is freed."""
+    """The store's disk fills up under a running server, then is freed. The server's
+    write-ahead log (on another disk) takes what arrives until it holds its limit, kept small
+    here so the outage outlasts it; then the server refuses with 503."""
     disk = Tmpfs(work / "server" / "clickhouse", 64 * 1024)
-    server = Server(work / "server", work / "server.log", wrap=disk.wrap)
+    server = Server(
+        work / "server", work / "server.log", wrap=disk.wrap, INFERWATCH_INGEST_WAL_MAX_BYTES=str(WAL_LIMIT)
+    )
     try:
         server.start()
         collector = Collector(server.url, work / "spool", work / "collector.log")
@@ -456,16 +469,16 @@ def store_unavailable(work: Path) -> Result:
             engine.send(collector.relay, 5)
             wait_for(collector.settled, 30, "the first batches delivered")
             filler = disk.fill()
+            engine.send(collector.relay, 10, 0.05)
+            wait_for(
+                lambda: collector.metrics().get("inferwatch_collector_export_failures_total", 0) >= 2,
+                60,
+                "the collector to meet the outage twice",
+            )
             direct = httpx.post(
                 server.url + "/v1/traces",
                 content=engine.batch()[0],
                 headers={"Content-Type": "application/x-protobuf"},
-            )
-            engine.send(collector.relay, 10, 0.05)
-            wait_for(
-                lambda: collector.metrics().get("inferwatch_collector_export_failures_total", 0) >= 2,
-                30,
-                "the collector to meet the outage twice",
             )
             filler.unlink()
             wait_for(collector.settled, 60, "the collector to deliver its spool")
@@ -474,7 +487,8 @@ def store_unavailable(work: Path) -> Result:
             collector.stop()
             server.stop()
         happened = (
-            f"store's disk full: the server answered {direct.status_code} "
+            f"store's disk full: the server took spans into its write-ahead log until it held "
+            f"its limit ({WAL_LIMIT // 1024} KiB), then answered {direct.status_code} "
             f"(Retry-After {direct.headers.get('retry-after')}); the collector kept "
             f"{int(m.get('inferwatch_collector_export_failures_total', 0))} refused deliveries spooled "
             "and delivered them once the disk was freed"

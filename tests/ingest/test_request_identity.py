@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from api.ingest.body import Encoding
 from api.ingest.service import Ingestor
+from api.ingest.writer import DirectWriter
 from api.settings import Settings
 from api.store.gateway import Query, Store
 from api.store.migrate import (
@@ -72,8 +73,13 @@ def _twins(start_ns: int, span_ids: tuple[bytes, bytes] = (bytes.fromhex("000000
     return traces_request([(RESOURCE, spans)]).SerializeToString()
 
 
+def _ingestor(settings: Settings, store: Store) -> Ingestor:
+    metrics = ServerMetrics()
+    return Ingestor(settings, DirectWriter(store, metrics), metrics)
+
+
 def _ingest(settings: Settings, store: Store, body: bytes) -> None:
-    reply = Ingestor(settings, store, ServerMetrics()).traces(body, Encoding.PROTOBUF, None)
+    reply = _ingestor(settings, store).traces(body, Encoding.PROTOBUF, None)
     assert (reply.accepted, reply.rejected) == (2, 0)
 
 
@@ -152,7 +158,7 @@ def test_migration_0006_keeps_earlier_rows_and_does_not_count_them_again(
                 )
             ]
         ).SerializeToString()
-        reply = Ingestor(settings, store, ServerMetrics()).traces(body, Encoding.PROTOBUF, None)
+        reply = _ingestor(settings, store).traces(body, Encoding.PROTOBUF, None)
         assert reply.accepted == 1
         after = store.rows(MINUTE_TOTALS)[0]
         assert (after["requests"], after["e2e"]) == (3, 6.0)
