@@ -98,6 +98,12 @@ class ServerMetrics:
             "Requests answered 503 because the write-ahead log was full or could not be written.",
             registry=r,
         )
+        self.wal_replayed_rows = Counter(
+            "inferwatch_wal_replayed_rows",
+            "Rows found in the write-ahead log at start (left by a killed or stopped server), by table.",
+            ["table"],
+            registry=r,
+        )
         self.wal_torn_bytes = Counter(
             "inferwatch_wal_torn_bytes",
             "Bytes of torn records found at the end of a segment on replay (a write cut short by a crash).",

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 MAX_TOKENS = 500_000
 """Most dedup tokens remembered (≈ 50 MiB), whatever the window."""
+MEMORY_BYTES = 64 << 20
+"""Sealed segments beyond this much wait on disk only, so an outage fills the disk, not memory."""
 _STOP_TIMEOUT_S = 30.0
 _MAX_BACKOFF_S = 30.0
 
@@ -80,7 +82,8 @@ class _Segment:
     path: Path
     fd: int | None
     opened: float
-    records: list[wal.Record] = field(default_factory=list)
+    records: list[wal.Record] | None = field(default_factory=list)
+    """None once only on disk (the store is behind): read back when its turn comes."""
     rows: int = 0
     size: int = 0
 
@@ -219,6 +222,7 @@ class LoggedWriter:
             except OSError as exc:
                 self._metrics.wal_refusals.inc()
                 raise StoreError(f"cannot write the write-ahead log: {exc.strerror or exc}") from exc
+            assert segment.records is not None  # the open segment is always in memory
             segment.records.append(wal.Record(token, rows))
             segment.rows += rows.num_rows
             segment.size += size
@@ -278,9 +282,12 @@ class LoggedWriter:
     def _insert(self, lane: _Lane) -> bool:
         """Insert the lane's oldest sealed segment; False if the store refused it."""
         segment = lane.sealed[0]
-        tokens = [record.token for record in segment.records]
         try:
-            rows = pa.concat_tables([record.rows for record in segment.records], promote_options="default")
+            records = segment.records
+            if records is None:
+                records = wal.read_segment(segment.path).records
+            tokens = [record.token for record in records]
+            rows = pa.concat_tables([record.rows for record in records], promote_options="default")
             group = hashlib.sha256("\n".join(tokens).encode()).hexdigest()
             self._store.insert(lane.table, rows, dedup_token=group)
         except StoreError as exc:
@@ -334,6 +341,9 @@ class LoggedWriter:
         segment = lane.open
         if segment is not None:
             segment.close()
+            sealed = [s for other in self._lanes.values() for s in other.sealed]
+            if sum(s.size for s in sealed if s.records is not None) + segment.size > MEMORY_BYTES:
+                segment.records = None
             lane.sealed.append(segment)
             lane.open = None
 
@@ -359,10 +369,11 @@ class LoggedWriter:
             if not replayed.records:
                 path.unlink()
                 continue
-            segment = _Segment(path, None, 0.0, list(replayed.records))
+            segment = _Segment(path, None, 0.0, None)  # read again when inserted
             segment.rows = sum(r.rows.num_rows for r in replayed.records)
             segment.size = path.stat().st_size
             lane.sealed.append(segment)
+            self._metrics.wal_replayed_rows.labels(lane.table).inc(segment.rows)
             self._waiting_bytes += segment.size
             for record in replayed.records:
                 self._recent[int(record.token[:16], 16)] = now

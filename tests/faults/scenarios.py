@@ -208,6 +208,18 @@ class Server(Process):
 
         wait_for(up, 60, "the server to answer /healthz", poll_s=0.1)
 
+    def replayed_rows(self) -> int:
+        """Request rows the server found in its write-ahead log at start."""
+        text = httpx.get(self.url + "/metrics", timeout=5).text
+        samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+        return int(
+            sum(
+                s.value
+                for s in samples
+                if s.name == "inferwatch_wal_replayed_rows_total" and s.labels.get("table") == "requests"
+            )
+        )
+
     def stored_keys(self) -> list[str]:
         """trace id + span id of every stored request row, read with SQL from the store the
         server wrote (after it stopped: the embedded store is one process's at a time)."""
@@ -435,6 +447,7 @@ def server_killed(work: Path) -> Result:
         killed_at = len(engine.acknowledged)
         sender.join()
         server.start()  # same port, same data directory
+        replayed = server.replayed_rows()
         wait_for(collector.settled, 60, "the collector to deliver its spool")
         m = collector.metrics()
     finally:
@@ -443,7 +456,8 @@ def server_killed(work: Path) -> Result:
     failures = int(m.get("inferwatch_collector_export_failures_total", 0))
     happened = (
         f"server SIGKILLed while the collector delivered ({killed_at} spans acknowledged by then), "
-        f"restarted on the same data; the collector met {failures} failed deliveries, kept the "
+        f"restarted on the same data, replaying {replayed} spans from its write-ahead log; "
+        f"the collector met {failures} failed deliveries, kept the "
         "batches spooled and re-sent the same bytes"
     )
     return tally("server killed mid-ingest", happened, engine, server.stored_keys())
