@@ -19,7 +19,7 @@ import pyarrow as pa
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from api.ingest.body import Encoding, check_count, parse
-from api.ingest.conventions import CONVENTIONS
+from api.ingest.conventions import CONVENTIONS, vllm
 from api.ingest.conventions.common import Fields
 from api.ingest.spans import AttributeDecoder, Rejected, Resource, Span, resource_of
 
@@ -83,6 +83,8 @@ REQUEST_SCHEMA = pa.schema(
     ]
 )
 COLUMNS = tuple(REQUEST_SCHEMA.names)
+_ROW = pa.struct(list(REQUEST_SCHEMA))
+"""A row as an Arrow struct: Arrow reads the row tuples in one pass, with no transposing."""
 
 
 @dataclass(slots=True)
@@ -113,11 +115,7 @@ class TraceBatch:
     def to_arrow(self) -> pa.Table:
         if not self.rows:
             return REQUEST_SCHEMA.empty_table()
-        columns = zip(*self.rows, strict=True)
-        return pa.Table.from_arrays(
-            [pa.array(values, type=f.type) for values, f in zip(columns, REQUEST_SCHEMA, strict=True)],
-            schema=REQUEST_SCHEMA,
-        )
+        return pa.Table.from_struct_array(pa.array(self.rows, type=_ROW))
 
     def keys(self) -> list[str]:
         return [row[2] + row[3] for row in self.rows]
@@ -127,16 +125,20 @@ def read_traces(
     data: bytes, encoding: Encoding, *, max_items: int, max_attribute_bytes: int, now_ns: int, oldest_ns: int
 ) -> TraceBatch:
     """An OTLP traces request body (decompressed) to rows, or `BadRequest` when it does not
-    decode or holds more than `max_items` spans."""
+    decode or holds more than `max_items` spans.
+
+    Protobuf goes to the compiled decoder first, which checks the bytes as upb would; it
+    hands back anything malformed, unusual or over `max_items`, and upb then parses it (and
+    refuses it with its own reason) for the Python path."""
+    if encoding is Encoding.PROTOBUF:
+        decoded = _compiled(data, max_attribute_bytes, now_ns, oldest_ns, max_items)
+        if decoded is not None:
+            return _normalised(decoded, now_ns, oldest_ns)
     request = parse(data, encoding, ExportTraceServiceRequest)
     spans = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
     check_count(spans, max_items, "spans")
     return normalise_traces(
-        request,
-        max_attribute_bytes=max_attribute_bytes,
-        now_ns=now_ns,
-        oldest_ns=oldest_ns,
-        wire=data if encoding is Encoding.PROTOBUF else None,
+        request, max_attribute_bytes=max_attribute_bytes, now_ns=now_ns, oldest_ns=oldest_ns
     )
 
 
@@ -154,19 +156,55 @@ def normalise_traces(
     `wire`: the protobuf bytes `request` was parsed from, if it came as protobuf. The
     compiled decoder then reads spans and attributes from them, several times faster than
     walking the parsed message, with the same result (it hands back anything unusual)."""
+    decoded = _compiled(wire, max_attribute_bytes, now_ns, oldest_ns) if wire is not None else None
+    if decoded is None:
+        decoder = AttributeDecoder(max_attribute_bytes)
+        groups = [
+            (decoder.decode(resource_spans.resource.attributes), _decode_spans(resource_spans, decoder))
+            for resource_spans in request.resource_spans
+        ]
+        decoded = groups, decoder.truncated
+    return _normalised(decoded, now_ns, oldest_ns)
+
+
+Decoded = tuple[list[tuple[dict[str, Any], list[Any]]], int]
+"""Each ResourceSpans as (resource attributes, its spans), and how many attribute values
+were cut short. The compiled decoder gives plain vLLM spans as finished rows (tuples)."""
+
+
+def _compiled(
+    wire: bytes, max_attribute_bytes: int, now_ns: int, oldest_ns: int, max_spans: int = 2**62
+) -> Decoded | None:
+    """The compiled decoder's reading of protobuf bytes, or None where upb and the Python
+    path must decide: no compiled decoder, unusual or malformed bytes, over `max_spans`."""
+    if _otlp is None:
+        return None
+    rules = (resource_of, vllm.NAME, now_ns + _FUTURE_SLACK_NS, oldest_ns, max_spans)
+    return _otlp.decode_traces(wire, max_attribute_bytes, Span, rules)
+
+
+def _normalised(decoded: Decoded, now_ns: int, oldest_ns: int) -> TraceBatch:
     batch = TraceBatch()
     rows = batch.rows
     seen: set[bytes] = set()
-    groups, truncated = _decoded(request, max_attribute_bytes, wire)
-    for resource_attrs, spans in groups:
+    groups, truncated = decoded
+    for resource_attrs, items in groups:
         resource = resource_of(resource_attrs)
-        batch.received += len(spans)
+        batch.received += len(items)
+        # Rows the decoder finished depend on no other span (it checks): kept in place.
+        spans = [s for s in items if type(s) is Span]
+        if not spans:
+            rows.extend(items)
+            continue
         by_id = {s.span_id: s for s in spans if s.span_id}
         for span in spans:
             parent = by_id.get(span.parent_span_id) if span.parent_span_id else None
             if parent is not None and span.name in STAGE_NAMES:
                 parent.children.append(span)
-        for span in spans:
+        for span in items:
+            if type(span) is tuple:
+                rows.append(span)
+                continue
             if span.name in STAGE_NAMES and span.parent_span_id in by_id:
                 continue  # read through its parent
             for convention in CONVENTIONS:
@@ -187,23 +225,6 @@ def normalise_traces(
             seen.add(key)
     batch.truncated_attributes = truncated
     return batch
-
-
-def _decoded(
-    request: ExportTraceServiceRequest, max_attribute_bytes: int, wire: bytes | None
-) -> tuple[list[tuple[dict[str, Any], list[Span]]], int]:
-    """Each ResourceSpans as (resource attributes, spans), and how many attribute values were
-    cut short."""
-    if wire is not None and _otlp is not None:
-        decoded = _otlp.decode_traces(wire, max_attribute_bytes, Span)
-        if decoded is not None:
-            return decoded
-    decoder = AttributeDecoder(max_attribute_bytes)
-    groups = [
-        (decoder.decode(resource_spans.resource.attributes), _decode_spans(resource_spans, decoder))
-        for resource_spans in request.resource_spans
-    ]
-    return groups, decoder.truncated
 
 
 def _decode_spans(resource_spans: Any, decoder: AttributeDecoder) -> list[Span]:
@@ -258,7 +279,10 @@ def _row(
 ) -> tuple[Any, ...]:
     """The span's row in `COLUMNS` order, or `Rejected`. Checks run in a fixed order, so a
     span wrong in several ways is always rejected for the same reason. In-range values
-    skip the checking calls (NaN fails every comparison, so it still reaches them)."""
+    skip the checking calls (NaN fails every comparison, so it still reaches them).
+
+    Plain vLLM spans get their rows from the compiled twin of these checks (vllm_row in
+    _otlp.c), which hands back every span these would reject."""
     trace_id = span.trace_id
     span_id = span.span_id
     start_ns = span.start_ns

@@ -74,16 +74,23 @@ class Store:
 
         With `dedup_token` (a hex digest of the batch's keys), ClickHouse drops a repeat of
         the same batch — including in the rollups its materialized views feed.
+
+        `optimize_on_insert` is off: it would sort each insert to collapse rows with the same
+        key, which halves insert speed (≈ 5.8 → 3.2 µs a request row at 100,000 rows) and
+        finds nothing, since a request's rows are unique and a repeated request is dropped by
+        its token. Rows of one key in different inserts were always left to merges and to
+        the readers' `LIMIT 1 BY`; the rollups never see the difference (views read the
+        inserted block as it came).
         """
         if not _TABLE.match(table):
             raise ValueError(f"not a table name: {table!r}")
         if batch.num_rows == 0:
             return
-        settings: dict[str, Any] = {}
+        settings: dict[str, Any] = {"optimize_on_insert": 0}
         if dedup_token is not None:
             if not _TOKEN.match(dedup_token):
                 raise ValueError("dedup_token must be a lowercase hex digest")
-            settings = {
+            settings |= {
                 "insert_deduplicate": 1,
                 "insert_deduplication_token": dedup_token,
                 "deduplicate_blocks_in_dependent_materialized_views": 1,

@@ -214,8 +214,8 @@ def _varint(n: int) -> bytes:
 @settings(max_examples=300, deadline=None)
 @given(requests(), st.lists(st.tuples(st.integers(0, 2**16), st.binary(max_size=8)), min_size=1, max_size=6))
 def test_damaged_bytes_never_crash_the_decoder(request: ExportTraceServiceRequest, edits: list[Any]) -> None:
-    """Only bytes upb accepted reach the decoder, but it must stay safe without that: any
-    damage gives None (the Python path decides) or decoded spans, never a crash."""
+    """The server hands the decoder bodies upb has not seen: any damage gives None (upb and
+    the Python path decide) or decoded spans, never a crash."""
     wire = bytearray(request.SerializeToString())
     for at, patch in edits:
         at %= len(wire) + 1

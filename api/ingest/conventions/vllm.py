@@ -1,7 +1,10 @@
 """vLLM (`--otlp-traces-endpoint`): one SERVER span `llm_request` per request, emitted when
 it finishes, started at arrival. Latencies are `gen_ai.latency.*` seconds. Newer versions
 may add child spans `vllm_queue`, `vllm_prefill`, `vllm_decode`; older ones add
-`gen_ai.latency.time_in_{scheduler,model_forward,model_execute}` (accepted, not needed)."""
+`gen_ai.latency.time_in_{scheduler,model_forward,model_execute}` (accepted, not needed).
+
+The compiled decoder has a twin of `read` (with `genai` and traces._row) for plain spans:
+vllm_row in api/ingest/_otlp.c. Change both; tests/ingest/test_span_rows.py holds them equal."""
 
 from __future__ import annotations
 
