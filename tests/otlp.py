@@ -216,3 +216,18 @@ def post(client: Any, path: str, message: Any, **headers: str) -> Any:
         content=message.SerializeToString(),
         headers={"Content-Type": "application/x-protobuf", **headers},
     )
+
+
+def wire_varint(n: int) -> bytes:
+    """A protobuf varint, written by hand (independent of any encoder under test)."""
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def wire_field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field: tag, length, bytes."""
+    return wire_varint(number << 3 | 2) + wire_varint(len(payload)) + payload

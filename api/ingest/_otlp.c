@@ -40,8 +40,9 @@
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 
 /* Why decoding stopped: FALLBACK means "take the upb path" (which refuses the body if it is
- * malformed); NOT_PLAIN, only from vllm_row, "decode this span as a Span instead". */
-enum { OK = 0, FALLBACK = 1, ERROR = 2, NOT_PLAIN = 3 };
+ * malformed); NOT_PLAIN, only from vllm_row, "decode this span as a Span instead"; DONE,
+ * only from next_len_field, "no more such fields". */
+enum { OK = 0, FALLBACK = 1, ERROR = 2, NOT_PLAIN = 3, DONE = 4 };
 
 typedef struct {
     const uint8_t *p;
@@ -819,42 +820,31 @@ static int scan_ids(Reader r, Ids *ids) {
 }
 
 /* Every span's ids, in order; FALLBACK past max_spans (upb counts them and refuses). */
-static int collect_ids(Reader r, const Rules *rules, Ids **out, Py_ssize_t *count) {
+/* The next length-delimited field numbered `number` in `r`, other fields skipped: OK with
+ * `out` set, DONE at the end of `r`, or why it stopped. */
+static int next_len_field(Reader *r, uint32_t number, Reader *out) {
     uint32_t field;
     int wire_type, status;
+    while (r->p < r->end) {
+        if ((status = read_tag(r, &field, &wire_type)) != OK)
+            return status;
+        if (field == number && wire_type == WT_LEN)
+            return read_len(r, out);
+        if ((status = skip(r, wire_type)) != OK)
+            return status;
+    }
+    return DONE;
+}
+
+static int collect_ids(Reader r, const Rules *rules, Ids **out, Py_ssize_t *count) {
+    int status;
     Py_ssize_t n = 0, cap = 0, group = 0;
     Ids *ids = NULL;
-    while (r.p < r.end) {
-        Reader rs, ss, span;
-        if ((status = read_tag(&r, &field, &wire_type)) != OK)
-            goto fail;
-        if (field != 1 || wire_type != WT_LEN) {
-            if ((status = skip(&r, wire_type)) != OK)
-                goto fail;
-            continue;
-        }
-        if ((status = read_len(&r, &rs)) != OK)
-            goto fail;
-        while (rs.p < rs.end) {
-            if ((status = read_tag(&rs, &field, &wire_type)) != OK)
-                goto fail;
-            if (field != 2 || wire_type != WT_LEN) {
-                if ((status = skip(&rs, wire_type)) != OK)
-                    goto fail;
-                continue;
-            }
-            if ((status = read_len(&rs, &ss)) != OK)
-                goto fail;
-            while (ss.p < ss.end) {
-                if ((status = read_tag(&ss, &field, &wire_type)) != OK)
-                    goto fail;
-                if (field != 2 || wire_type != WT_LEN) {
-                    if ((status = skip(&ss, wire_type)) != OK)
-                        goto fail;
-                    continue;
-                }
-                if ((status = read_len(&ss, &span)) != OK)
-                    goto fail;
+    Reader rs, ss, span;
+    /* ResourceSpans (1) → ScopeSpans (2) → Span (2) */
+    while ((status = next_len_field(&r, 1, &rs)) == OK) {
+        while ((status = next_len_field(&rs, 2, &ss)) == OK) {
+            while ((status = next_len_field(&ss, 2, &span)) == OK) {
                 if (n >= rules->max_spans) {
                     status = FALLBACK;
                     goto fail;
@@ -874,9 +864,15 @@ static int collect_ids(Reader r, const Rules *rules, Ids **out, Py_ssize_t *coun
                 if ((status = scan_ids(span, &ids[n++])) != OK)
                     goto fail;
             }
+            if (status != DONE)
+                goto fail;
         }
+        if (status != DONE)
+            goto fail;
         group++;
     }
+    if (status != DONE)
+        goto fail;
     *out = ids;
     *count = n;
     return OK;

@@ -27,6 +27,8 @@ from api.ingest.spans import Span, resource_of
 from api.ingest.traces import TraceBatch, normalise_traces, read_traces
 from tests.fuzz.test_span_properties import requests, set_value
 from tests.otlp import NS, resource, span, traces_request, vllm_span
+from tests.otlp import wire_field as _field
+from tests.otlp import wire_varint as _varint
 
 NOW_NS = time.time_ns()
 OLDEST_NS = NOW_NS - 30 * 86_400 * NS
@@ -316,19 +318,6 @@ def test_truncated_strings_are_counted_once_for_rows_made_in_c() -> None:
 
 
 # --- the bytes: what upb refuses is refused, over the limit is refused, before any rows -----
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 BAD = b"\xed\xa0\x80"  # a UTF-16 surrogate: not UTF-8 to upb or Python

@@ -22,6 +22,8 @@ from api.ingest.spans import Span
 from api.ingest.traces import TraceBatch, normalise_traces
 from tests.fuzz.test_span_properties import MAX_ATTRIBUTE_BYTES, NOW_NS, RETENTION_NS, requests
 from tests.otlp import NS, span, traces_request, vllm_span
+from tests.otlp import wire_field as _field
+from tests.otlp import wire_varint as _varint
 
 START = NOW_NS - 3600 * NS
 
@@ -195,20 +197,6 @@ def test_encodings_a_serializer_never_writes_fall_back_to_the_python_path() -> N
     ((_, (only,)),), _ = decoded(request_of(key_twice))
     assert only.attrs == {"x": 2}
     assert_same(*both(request_of(key_twice)))
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """One length-delimited field: tag, length, bytes."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 @settings(max_examples=300, deadline=None)
