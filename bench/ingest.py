@@ -409,14 +409,14 @@ def baseline(store, batches: list[bytes], limit: int) -> tuple[float, int]:  # t
 
 def ceiling(store, n: int) -> Clock:  # type: ignore[no-untyped-def]
     """ClickHouse inserting n generated request rows in one statement, the same views
-    attached: the insert ceiling."""
+    attached and the same insert settings as the store's: the insert ceiling."""
     from api.store.gateway import Query
 
     q = Query(
         "bench.ceiling",
         "INSERT INTO requests (time, end_time, trace_id, span_id, request_id, cluster, host, deployment, "
         "model, framework, prompt_tokens, output_tokens, queue_s, ttft_s, prefill_s, decode_s, e2e_s, "
-        "finish_reason, gpu_uuids) "
+        "finish_reason, gpu_uuids) SETTINGS optimize_on_insert = 0 "
         "SELECT now64(6) - number / 20, now64(6) - number / 20 + 3, hex(cityHash64(number, {s:UInt64})), "
         "hex(cityHash64(number, 1)), toString(number), 'prod', 'gpu-node-1', 'chat-70b', 'llama', 'vllm', "
         "50 + number % 4000, 10 + number % 800, 0.1, 0.3, 0.2, 2.5, 3.0, 'stop', ['GPU-1'] "
@@ -433,7 +433,7 @@ def ceiling_gpu(store, n: int) -> Clock:  # type: ignore[no-untyped-def]
         "INSERT INTO gpu_samples (time, cluster, host, gpu_uuid, gpu_index, gpu_name, deployment, "
         "util_gpu_pct, util_mem_pct, mem_used_bytes, mem_total_bytes, power_mw, power_limit_mw, energy_mj, "
         "sm_clock_mhz, temperature_c, sm_activity_pct, sm_occupancy_pct, dram_bw_pct, tensor_active_pct, "
-        "proc_pids, proc_mem_bytes, proc_sm_pct) "
+        "proc_pids, proc_mem_bytes, proc_sm_pct) SETTINGS optimize_on_insert = 0 "
         "SELECT toDateTime64(now() - 86400 - intDiv(number, 64), 3), 'prod', "
         "concat('c-', toString({s:UInt32}), '-', toString(intDiv(number % 64, 8))), "
         "concat('GPU-', toString({s:UInt32}), '-', toString(number % 64)), number % 8, "
