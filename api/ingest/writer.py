@@ -214,12 +214,12 @@ class LoggedWriter:
                     f"the store is behind: {self._waiting_bytes >> 20} MiB of accepted rows wait in the "
                     f"write-ahead log (limit {self._max_bytes >> 20} MiB); retry later"
                 )
-            lane = self._lane(table)
-            segment = lane.open or self._open_segment(lane)
-            assert segment.fd is not None
             try:
+                lane = self._lane(table)
+                segment = lane.open or self._open_segment(lane)
+                assert segment.fd is not None
                 size = wal.append(segment.fd, pieces)
-            except OSError as exc:
+            except OSError as exc:  # a full or read-only disk: the sender keeps its data and retries
                 self._metrics.wal_refusals.inc()
                 raise StoreError(f"cannot write the write-ahead log: {exc.strerror or exc}") from exc
             assert segment.records is not None  # the open segment is always in memory
@@ -249,7 +249,12 @@ class LoggedWriter:
                     continue
             failed = False
             for lane in work:
-                if not self._insert(lane):
+                try:
+                    inserted = self._insert(lane)
+                except Exception:  # a bug or the disk, not the store: keep the thread, retry later
+                    log.exception("write-ahead log: inserting %s failed", lane.table)
+                    inserted = False
+                if not inserted:
                     failed = True
                     break
             if failed:
@@ -414,7 +419,11 @@ class LoggedWriter:
         if self._tokens_fd is None:
             return
         now = time.time()
-        os.write(self._tokens_fd, "".join(f"{t[:16]} {now:.0f}\n" for t in tokens).encode())
+        try:
+            os.write(self._tokens_fd, "".join(f"{t[:16]} {now:.0f}\n" for t in tokens).encode())
+        except OSError as exc:  # the tokens stay known in memory; only a restart forgets them
+            log.warning("write-ahead log: cannot note inserted tokens: %s", exc)
+            return
         self._tokens_lines += len(tokens)
         if self._tokens_lines > 2 * MAX_TOKENS:
             with self._lock:
