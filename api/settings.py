@@ -106,7 +106,7 @@ class Settings(BaseSettings):
         "per table takes them to the store. 0: no log, each OTLP request is inserted while it waits.",
     )
     ingest_flush_rows: Annotated[int, Field(ge=1)] = Field(
-        100_000,
+        200_000,
         description="Rows of one table in the write-ahead log that trigger an insert before INGEST_FLUSH_S.",
     )
     ingest_wal_max_bytes: Annotated[int, Field(ge=64 * 1024)] = Field(

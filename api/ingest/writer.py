@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 MAX_TOKENS = 500_000
 """Most dedup tokens remembered (≈ 50 MiB), whatever the window."""
-MEMORY_BYTES = 64 << 20
+MEMORY_BYTES = 128 << 20
 """Sealed segments beyond this much wait on disk only, so an outage fills the disk, not memory."""
 _STOP_TIMEOUT_S = 30.0
 _MAX_BACKOFF_S = 30.0
