@@ -26,6 +26,7 @@ from api.ingest.body import Encoding
 from api.ingest.spans import Span, resource_of
 from api.ingest.traces import TraceBatch, normalise_traces, read_traces
 from tests.fuzz.test_span_properties import requests, set_value
+from tests.ingest.test_wire_decoder import assert_same as same_batches
 from tests.otlp import NS, resource, span, traces_request, vllm_span
 from tests.otlp import wire_field as _field
 from tests.otlp import wire_varint as _varint
@@ -72,13 +73,7 @@ def assert_same(wire: bytes, max_attribute_bytes: int = 8192) -> TraceBatch | st
     if isinstance(python, str) or isinstance(compiled, str):
         assert compiled == python
         return compiled
-    assert compiled.rows == python.rows
-    assert compiled.rejected == python.rejected
-    assert (compiled.ignored, compiled.received, compiled.truncated_attributes) == (
-        python.ignored,
-        python.received,
-        python.truncated_attributes,
-    )
+    same_batches(python, compiled)
     assert compiled.keys() == python.keys()
     assert compiled.to_arrow().equals(python.to_arrow())
     return compiled
