@@ -346,11 +346,16 @@ class LoggedWriter:
         segment = lane.open
         if segment is not None:
             segment.close()
-            sealed = [s for other in self._lanes.values() for s in other.sealed]
-            if sum(s.size for s in sealed if s.records is not None) + segment.size > MEMORY_BYTES:
-                segment.records = None
-            lane.sealed.append(segment)
+            self._queue(lane, segment)
             lane.open = None
+
+    def _queue(self, lane: _Lane, segment: _Segment) -> None:
+        """Queue a sealed segment for insert, its rows kept in memory only while the sealed
+        segments' rows there stay under MEMORY_BYTES (else read back from disk in turn)."""
+        sealed = [s for other in self._lanes.values() for s in other.sealed]
+        if sum(s.size for s in sealed if s.records is not None) + segment.size > MEMORY_BYTES:
+            segment.records = None
+        lane.sealed.append(segment)
 
     def _waiting_rows(self) -> int:
         segments = [s for lane in self._lanes.values() for s in (lane.open, *lane.sealed) if s is not None]
@@ -374,10 +379,10 @@ class LoggedWriter:
             if not replayed.records:
                 path.unlink()
                 continue
-            segment = _Segment(path, None, 0.0, None)  # read again when inserted
+            segment = _Segment(path, None, 0.0, list(replayed.records))
             segment.rows = sum(r.rows.num_rows for r in replayed.records)
             segment.size = path.stat().st_size
-            lane.sealed.append(segment)
+            self._queue(lane, segment)
             self._metrics.wal_replayed_rows.labels(lane.table).inc(segment.rows)
             self._waiting_bytes += segment.size
             for record in replayed.records:
