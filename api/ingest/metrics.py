@@ -261,18 +261,14 @@ def _gpu_points(
 ) -> None:
     """The points of one GPU metric into the wide rows, one row per GPU and instant: read
     column-wise where their encoding allows (`api.ingest.gpu_points`), else point by point."""
-    proc_field = PROCESS_FIELDS.get(name)
-    if proc_field is None:
-        column, low, high = GPU_FIELDS[name]
-    else:
-        column, low, high = proc_field, 0, (100 if proc_field == "sm" else 2**63)
+    column, low, high = _bounds(name)
     points = data.data_points
     read = read_points(data, len(points), decoder)
     if read is not None:
         check = Check(
             name=name,
             column=column,
-            process=proc_field is not None,
+            process=name in PROCESS_FIELDS,
             low=float(low),
             high=float(high),
             cluster=resource.cluster,
@@ -286,6 +282,14 @@ def _gpu_points(
     _gpu_points_one_by_one(batch, resource, name, points, decoder, now_ns, oldest_ns)
 
 
+def _bounds(name: str) -> tuple[str, float, float]:
+    """A GPU metric's column (or process field, "mem"/"sm") and its allowed range."""
+    proc_field = PROCESS_FIELDS.get(name)
+    if proc_field is None:
+        return GPU_FIELDS[name]
+    return proc_field, 0, (100 if proc_field == "sm" else 2**63)
+
+
 def _gpu_points_one_by_one(
     batch: MetricBatch,
     resource: Resource,
@@ -297,11 +301,8 @@ def _gpu_points_one_by_one(
 ) -> None:
     """The per-point loop, for points not in the collector's fixed layout (and few points).
     Checks are inlined, in the order of the reasons given."""
+    column, low, high = _bounds(name)
     proc_field = PROCESS_FIELDS.get(name)
-    if proc_field is None:
-        column, low, high = GPU_FIELDS[name]
-    else:
-        column, low, high = proc_field, 0, (100 if proc_field == "sm" else 2**63)
     rows = batch.gpu_rows
     rejected = batch.rejected
     cluster, host = resource.cluster, resource.host
