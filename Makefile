@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint bench serve setup browser clean faults screenshots
 
-$(STAMP): pyproject.toml api/ingest/_otlp.c
+$(STAMP): pyproject.toml api/ingest/_otlp.c api/ingest/_metrics.c api/ingest/_wire.h
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -326,23 +326,35 @@ def read(body: bytes, now_ns: int):  # type: ignore[no-untyped-def]
     )
 
 
-def decode_only_gpu(bodies: list[bytes]) -> Clock:
-    """OTLP metrics parsed, normalised and turned into the Arrow batch and its token."""
+def decode_only_gpu(bodies: list[bytes], *, compiled: bool = True) -> Clock:
+    """The handler's `read_metrics`, to the Arrow batch and its token. `compiled=False`: the
+    pure-Python path (upb parse, then numpy), what an install without a C compiler runs."""
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
     from api.ingest.metrics import normalise_metrics
-    from api.ingest.service import dedup_token
 
     def run() -> None:
         now = time.time_ns()
         for body in bodies:
-            request = ExportMetricsServiceRequest()
-            request.ParseFromString(body)
-            batch = normalise_metrics(request, max_attribute_bytes=8192, now_ns=now)
+            if compiled:
+                batch = read_gpu(body, now)
+            else:
+                request = ExportMetricsServiceRequest.FromString(body)
+                batch = normalise_metrics(request, max_attribute_bytes=8192, now_ns=now)
             batch.gpu_table()
-            dedup_token("gpu", batch.gpu_keys())
+            batch.gpu_token()
 
     return timed(run)
+
+
+def read_gpu(body: bytes, now_ns: int):  # type: ignore[no-untyped-def]
+    """`read_metrics` as the server calls it on a protobuf body."""
+    from api.ingest.body import Encoding
+    from api.ingest.metrics import read_metrics
+
+    return read_metrics(
+        body, Encoding.PROTOBUF, max_items=200_000, max_attribute_bytes=8192, now_ns=now_ns, oldest_ns=0
+    )
 
 
 def store_only(store, tables: list[tuple[Any, str]], table: str) -> Clock:  # type: ignore[no-untyped-def]
@@ -566,23 +578,20 @@ def span_split(writer, batches: list[bytes]) -> dict[str, float]:  # type: ignor
 
 
 def gpu_split(writer, bodies: list[bytes]) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-
-    from api.ingest.metrics import normalise_metrics
-    from api.ingest.service import dedup_token
-
+    """`parse` is nothing here too: the compiled reader reads protobuf bodies itself."""
     return _split(
         writer,
         bodies,
-        ExportMetricsServiceRequest.FromString,
-        lambda request, _body: normalise_metrics(request, max_attribute_bytes=8192, now_ns=time.time_ns()),
-        lambda batch: (batch.gpu_table(), dedup_token("gpu", batch.gpu_keys())),
+        lambda body: body,
+        lambda _request, body: read_gpu(body, time.time_ns()),
+        lambda batch: (batch.gpu_table(), batch.gpu_token()),
         "gpu_samples",
     )
 
 
 _GROUPS = (
     ("attribute decoding", ("spans.py:", "WhichOneof", "getattr", "decode_traces", "gpu_points.py:")),
+    ("compiled GPU reader", ("scan_metrics", "join_points", "gpu_wire.py:")),
     ("conventions", ("conventions",)),
     ("rows and checks", ("traces.py:", "metrics.py:")),
     ("Arrow", ("pyarrow", "from_pydict", "from_arrays", "pa.array")),
@@ -704,6 +713,8 @@ def main(argv: list[str] | None = None) -> int:
             bodies = make_gpu_requests(g, seed=next(seeds))
             t = medians(lambda bodies=bodies: decode_only_gpu(bodies), args.repeats)
             record("GPU samples: OTLP decode + normalise only", scale, rows, t)
+            t = medians(lambda bodies=bodies: decode_only_gpu(bodies, compiled=False), args.repeats)
+            record("GPU samples: OTLP decode + normalise only, pure-Python path", scale, rows, t)
             arrow_rows = args.gpu_rows * scale
             t = medians(
                 lambda r=arrow_rows: store_only(

@@ -15,10 +15,11 @@ counts: tests/ingest/test_gpu_fast_path.py compares them on generated requests.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import pyarrow as pa
@@ -83,6 +84,16 @@ class GpuRows:
             self._gpus.append(key)
         return found
 
+    @property
+    def gpus(self) -> list[tuple[str, str, str]]:
+        """(cluster, host, uuid) of each GPU id."""
+        return self._gpus
+
+    @property
+    def labels(self) -> list[str]:
+        """The text of each label id."""
+        return self._labels
+
     def label_id(self, text: str) -> int:
         found = self._label_ids.get(text)
         if found is None:
@@ -120,14 +131,9 @@ class GpuRows:
         self._joined = _Joined(gpu[firsts], time[firsts], firsts, rank[inverse.ravel()])
         return self._joined
 
-    def keys(self) -> list[str]:
-        """`cluster|host|uuid|time_ns` of each row: the batch's natural keys."""
+    def token(self) -> str:
         j = self._join()
-        gpus = self._gpus
-        return [
-            f"{c}|{h}|{u}|{t}"
-            for (c, h, u), t in zip([gpus[g] for g in j.gpu.tolist()], j.time.tolist(), strict=True)
-        ]
+        return rows_token(self._gpus, j.gpu, j.time)
 
     def table(self, schema: pa.Schema) -> pa.Table:
         j = self._join()
@@ -157,7 +163,16 @@ class GpuRows:
             values, present = _last_per_key(by_column.get(field, []), n)
             kind = schema.field(field).type
             columns[field] = pa.array(values.astype(kind.to_pandas_dtype()), mask=~present, type=kind)
-        columns.update(_process_lists(procs, n, schema))
+        columns.update(
+            process_lists(
+                _concat([at for at, _ in procs]),
+                _concat([c.pid for _, c in procs]),
+                _concat([np.full(len(at), c.column == "sm") for at, c in procs]).astype(bool),
+                _concat([c.value for _, c in procs]).astype(np.uint64),
+                n,
+                schema,
+            )
+        )
         return pa.Table.from_pydict(columns, schema=schema)
 
 
@@ -179,30 +194,29 @@ def _last_per_key(parts: list[tuple[np.ndarray, np.ndarray]], n: int) -> tuple[n
     return values, present
 
 
-def _process_lists(procs: list[tuple[np.ndarray, Chunk]], n: int, schema: pa.Schema) -> dict[str, pa.Array]:
-    """Each row's processes, by pid: pids, memory and SM share (0 where a process lacks one)."""
+def process_lists(
+    rows: np.ndarray, pids: np.ndarray, is_sm: np.ndarray, values: np.ndarray, n: int, schema: pa.Schema
+) -> dict[str, pa.Array]:
+    """Each of `n` rows' processes, by pid, from their points in order (row, pid, whether
+    the point is the SM share rather than memory, value; the last of each wins): pids,
+    memory and SM share (0 where a process lacks one)."""
     names = ("proc_pids", "proc_mem_bytes", "proc_sm_pct")
-    if not procs:
+    if not len(rows):
         offsets = pa.array(np.zeros(n + 1, np.int32))
         return {
             name: pa.ListArray.from_arrays(offsets, pa.array([], schema.field(name).type.value_type))
             for name in names
         }
-    rows = np.concatenate([at for at, _ in procs])
-    pids = np.concatenate([c.pid for _, c in procs])
     # Sorted by row, then pid (below 2**32): the order each row lists its processes in.
-    unique, slot = np.unique(rows << 32 | pids, return_inverse=True)
+    unique, slot = np.unique(rows.astype(np.int64) << 32 | pids.astype(np.int64), return_inverse=True)
     unique_rows, unique_pids = unique >> 32, unique & 0xFFFFFFFF
-    starts = np.cumsum([0] + [len(at) for at, _ in procs]).tolist()
-    slots = [(slot.ravel()[s : s + len(at)], c) for s, (at, c) in zip(starts, procs, strict=False)]
-    fields = {
-        field: _last_per_key([(k, c.value) for k, c in slots if c.column == field], len(unique))[0]
-        for field in ("mem", "sm")
-    }
+    slot = slot.ravel()
+    mem = _last_per_key([(slot[~is_sm], values[~is_sm])], len(unique))[0]
+    sm = _last_per_key([(slot[is_sm], values[is_sm])], len(unique))[0]
     offsets = np.zeros(n + 1, np.int32)
     np.cumsum(np.bincount(unique_rows, minlength=n), out=offsets[1:])
     arrow_offsets = pa.array(offsets)
-    lists = {"proc_pids": unique_pids, "proc_mem_bytes": fields["mem"], "proc_sm_pct": fields["sm"]}
+    lists = {"proc_pids": unique_pids, "proc_mem_bytes": mem, "proc_sm_pct": sm}
     out = {}
     for name in names:
         kind = schema.field(name).type.value_type
@@ -210,6 +224,24 @@ def _process_lists(procs: list[tuple[np.ndarray, Chunk]], n: int, schema: pa.Sch
             arrow_offsets, pa.array(lists[name].astype(kind.to_pandas_dtype()), kind)
         )
     return out
+
+
+def rows_token(gpus: list[tuple[str, str, str]], row_gpu: np.ndarray, row_time: np.ndarray) -> str:
+    """A digest of rows' natural keys (cluster, host, GPU id, time in ns), whatever their
+    order and however the GPUs are numbered: a retried request gets the same token."""
+    used = np.unique(row_gpu).tolist()
+    keys = sorted(("\x1f".join(gpus[g]), g) for g in used)
+    rank = np.zeros(len(gpus), np.int64)
+    rank[[g for _, g in keys]] = np.arange(len(keys))
+    ranks = rank[row_gpu]
+    times = np.asarray(row_time, np.int64)
+    order = np.lexsort((times, ranks))
+    digest = hashlib.sha256(b"gpu\n")
+    digest.update("\n".join(k for k, _ in keys).encode())
+    digest.update(b"\n")
+    digest.update(ranks[order].tobytes())
+    digest.update(times[order].tobytes())
+    return digest.hexdigest()
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -318,7 +350,7 @@ def gpu_index(attrs: dict[str, Any]) -> int:
     return int(index) if type(index) in (int, float) and 0 <= index < 65536 else 0
 
 
-def valid_pid(pid: Any) -> bool:
+def valid_pid(pid: Any) -> TypeGuard[int]:
     return not isinstance(pid, bool) and isinstance(pid, int) and 0 <= pid < 2**32
 
 
@@ -350,7 +382,7 @@ def accept(
     attrs = points.attrs
     has_uuid = np.array([bool(a.get("gpu.uuid")) for a in attrs], bool)[points.group]
     time, value = points.time, points.value
-    late = (time > np.uint64(check.latest_ns)) | (time < np.uint64(max(check.oldest_ns, 0)))
+    late = (time == 0) | (time > np.uint64(check.latest_ns)) | (time < np.uint64(max(check.oldest_ns, 0)))
     finite = np.isfinite(value)
     with np.errstate(invalid="ignore"):
         in_range = (value >= check.low) & (value <= check.high)

@@ -16,10 +16,16 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, NumberDataPoint
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ResourceMessage
 
+from api.ingest import gpu_wire
+from api.ingest.body import Encoding, check_count, parse
 from api.ingest.engine_names import canonical
 from api.ingest.gpu_points import Check, Chunk, GpuRows, accept, gpu_index, read_points, valid_pid
+from api.ingest.gpu_wire import WireRows
 from api.ingest.spans import AttributeDecoder, Resource, resource_of
 
 # metric name → (column, lowest allowed, highest allowed)
@@ -83,13 +89,23 @@ ENGINE_SCHEMA = pa.schema(
     ]
 )
 
+# The compiled reader's view of the GPU fields: a code per metric name, and per code the
+# column it fills (-1/-2: a process's memory/SM share) with its bounds; each column's width.
+FIELD_CODES = {name: code for code, name in enumerate([*GPU_FIELDS, *PROCESS_FIELDS])}
+_COLUMNS = GPU_SCHEMA.names[7:20]
+_BOUNDS = [(_COLUMNS.index(column), float(low), float(high)) for column, low, high in GPU_FIELDS.values()] + [
+    (-1, 0.0, float(2**63)),
+    (-2, 0.0, 100.0),
+]
+_WIDTHS = tuple(GPU_SCHEMA.field(name).type.bit_width // 8 for name in _COLUMNS)
+
 _FUTURE_SLACK_NS = 86_400 * 10**9
 _KEEP_LABELS = ("method", "model_name", "engine", "finished_reason", "version")
 
 
 @dataclass(slots=True)
 class MetricBatch:
-    gpu_rows: GpuRows = field(default_factory=GpuRows)
+    gpu_rows: GpuRows | WireRows = field(default_factory=GpuRows)
     """One row per GPU and instant; `len` counts them."""
     engine_rows: list[tuple[Any, ...]] = field(default_factory=list)
     rejected: Counter[str] = field(default_factory=Counter)
@@ -108,8 +124,9 @@ class MetricBatch:
     def gpu_table(self) -> pa.Table:
         return self.gpu_rows.table(GPU_SCHEMA)
 
-    def gpu_keys(self) -> list[str]:
-        return self.gpu_rows.keys()
+    def gpu_token(self) -> str:
+        """The dedup token of the GPU rows: the same for a retried request."""
+        return self.gpu_rows.token()
 
     def engine_table(self) -> pa.Table:
         columns: list[Any] = list(zip(*self.engine_rows, strict=True)) if self.engine_rows else [[]] * 10
@@ -120,6 +137,110 @@ class MetricBatch:
 
     def engine_keys(self) -> list[str]:
         return [f"{r[0]}|{r[2]}|{r[4]}|{r[6]}|{r[7]}|{sorted(r[8])}" for r in self.engine_rows]
+
+
+def read_metrics(
+    data: bytes, encoding: Encoding, *, max_items: int, max_attribute_bytes: int, now_ns: int, oldest_ns: int
+) -> MetricBatch:
+    """An OTLP metrics request body (decompressed) to rows, or `BadRequest` when it does not
+    decode or holds more than `max_items` data points.
+
+    Protobuf goes to the compiled reader first (`api.ingest.gpu_wire`): it reads the GPU
+    points and hands back the rest as bytes; anything it does not read as upb would, upb
+    parses whole (refusing it with its own reason) for the Python path, as it does a
+    request over `max_items`, so the reason given is the one upb and the count give."""
+    if encoding is Encoding.PROTOBUF:
+        found = gpu_wire.scan(data, FIELD_CODES)
+        if found is not None and found.points <= max_items:
+            batch = _from_scan(found, max_attribute_bytes, now_ns, oldest_ns)
+            if batch is not None:
+                return batch
+    request = parse(data, encoding, ExportMetricsServiceRequest)
+    count = 0
+    for rm in request.resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                kind = m.WhichOneof("data")
+                count += len(getattr(m, kind).data_points) if kind else 0
+    check_count(count, max_items, "data points")
+    return normalise_metrics(
+        request, max_attribute_bytes=max_attribute_bytes, now_ns=now_ns, oldest_ns=oldest_ns
+    )
+
+
+def _from_scan(
+    found: gpu_wire.Scan, max_attribute_bytes: int, now_ns: int, oldest_ns: int
+) -> MetricBatch | None:
+    """The batch from the compiled reader's scan; None where upb refuses a part it handed
+    back (the caller then lets upb refuse the whole request)."""
+    try:
+        resource_messages = [ResourceMessage.FromString(r) for r in found.resources]
+        sets = [NumberDataPoint.FromString(s).attributes for s in found.sets]
+        others = {i: Metric.FromString(item[1]) for i, item in enumerate(found.items) if len(item) == 2}
+    except DecodeError:
+        return None
+    decoder = AttributeDecoder(max_attribute_bytes)
+    resources = [resource_of(decoder.decode(r.attributes)) for r in resource_messages]
+    batch = MetricBatch()
+    rows = GpuRows()  # numbers the GPUs and labels
+    uses = np.bincount(found.set_of_point, minlength=len(sets)).tolist()
+    n = len(sets)
+    gpu, pid = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
+    index, name, deployment = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    for i, (attributes, owner, count) in enumerate(zip(sets, found.set_resource.tolist(), uses, strict=True)):
+        before = decoder.truncated
+        attrs = decoder.decode(attributes) if attributes else {}
+        decoder.truncated += (decoder.truncated - before) * (count - 1)  # once per point, as the loop counts
+        resource = resources[owner]
+        uuid = attrs.get("gpu.uuid")
+        if uuid:
+            gpu[i] = rows.gpu_id(resource.cluster, resource.host, str(uuid))
+        candidate = attrs.get("process.pid")
+        if valid_pid(candidate):
+            pid[i] = candidate
+        index[i] = gpu_index(attrs)
+        name[i] = rows.label_id(str(attrs.get("gpu.name", "")))
+        deployment[i] = rows.label_id(resource.named_deployment)
+    joined = gpu_wire.join(
+        found,
+        gpu_wire.SetFacts(gpu, pid, index, name, deployment),
+        rows.gpus,
+        rows.labels,
+        _BOUNDS,
+        _WIDTHS,
+        now_ns + _FUTURE_SLACK_NS,
+        oldest_ns,
+    )
+    batch.gpu_rows = joined.rows
+    reasons = joined.reasons
+    for i, item in enumerate(found.items):
+        if len(item) == 2:
+            _metric(batch, resources[item[0]], others[i], decoder, now_ns, oldest_ns)
+            continue
+        _, metric_name, start, end = item
+        batch.received += end - start
+        if joined.rejected:
+            for at in (np.flatnonzero(reasons[start:end]) + start).tolist():
+                batch.rejected[_gpu_reason(metric_name, int(reasons[at]), found, at, now_ns, oldest_ns)] += 1
+    batch.truncated_attributes = decoder.truncated
+    return batch
+
+
+def _gpu_reason(name: str, code: int, found: gpu_wire.Scan, at: int, now_ns: int, oldest_ns: int) -> str:
+    """The per-point loop's words for why the compiled join turned point `at` away."""
+    if code == gpu_wire.NO_UUID:
+        return "GPU data point has no gpu.uuid"
+    if code == gpu_wire.TIME:
+        return _check_time(int(found.time[at]), now_ns, oldest_ns) or ""
+    if code == gpu_wire.VALUE:
+        return f"{name}: value is missing or not finite"
+    if code == gpu_wire.PID:
+        return f"{name}: process.pid is missing or not a pid"
+    value = float(found.value[at])
+    if name in PROCESS_FIELDS:
+        return f"{name}: value {value:g} is out of range"
+    _, low, high = GPU_FIELDS[name]
+    return f"{name}: value {value:g} is outside {low:g}–{high:g}"
 
 
 def normalise_metrics(
@@ -263,6 +384,8 @@ def _gpu_points(
     column-wise where their encoding allows (`api.ingest.gpu_points`), else point by point."""
     column, low, high = _bounds(name)
     points = data.data_points
+    rows = batch.gpu_rows
+    assert isinstance(rows, GpuRows)  # the compiled reader joins every GPU gauge and sum itself
     read = read_points(data, len(points), decoder)
     if read is not None:
         check = Check(
@@ -277,9 +400,9 @@ def _gpu_points(
             latest_ns=now_ns + _FUTURE_SLACK_NS,
             oldest_ns=oldest_ns,
         )
-        accept(read, check, batch.gpu_rows, batch.rejected, lambda t: _check_time(t, now_ns, oldest_ns) or "")
+        accept(read, check, rows, batch.rejected, lambda t: _check_time(t, now_ns, oldest_ns) or "")
         return
-    _gpu_points_one_by_one(batch, resource, name, points, decoder, now_ns, oldest_ns)
+    _gpu_points_one_by_one(batch, rows, resource, name, points, decoder, now_ns, oldest_ns)
 
 
 def _bounds(name: str) -> tuple[str, float, float]:
@@ -292,6 +415,7 @@ def _bounds(name: str) -> tuple[str, float, float]:
 
 def _gpu_points_one_by_one(
     batch: MetricBatch,
+    rows: GpuRows,
     resource: Resource,
     name: str,
     points: Any,
@@ -303,7 +427,6 @@ def _gpu_points_one_by_one(
     Checks are inlined, in the order of the reasons given."""
     column, low, high = _bounds(name)
     proc_field = PROCESS_FIELDS.get(name)
-    rows = batch.gpu_rows
     rejected = batch.rejected
     cluster, host = resource.cluster, resource.host
     latest_ns = now_ns + _FUTURE_SLACK_NS

@@ -13,13 +13,12 @@ from collections import Counter
 from dataclasses import dataclass
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from api.ingest.body import Encoding, Limits, check_count, decompress, encoding_of, parse, serialize
-from api.ingest.metrics import normalise_metrics
+from api.ingest.body import Encoding, Limits, decompress, encoding_of, serialize
+from api.ingest.metrics import read_metrics
 from api.ingest.traces import read_traces
 from api.ingest.writer import Writer
 from api.settings import Settings
@@ -91,23 +90,17 @@ class Ingestor:
 
     def metrics(self, body: bytes, encoding: Encoding, content_encoding: str | None) -> Reply:
         data = decompress(body, content_encoding, self._limits)
-        request = parse(data, encoding, ExportMetricsServiceRequest)
-        count = 0
-        for rm in request.resource_metrics:
-            for sm in rm.scope_metrics:
-                for m in sm.metrics:
-                    kind = m.WhichOneof("data")
-                    count += len(getattr(m, kind).data_points) if kind else 0
-        check_count(count, self._settings.max_items_per_request, "data points")
         now_ns = time.time_ns()
-        batch = normalise_metrics(
-            request,
+        batch = read_metrics(
+            data,
+            encoding,
+            max_items=self._settings.max_items_per_request,
             max_attribute_bytes=self._settings.max_attribute_bytes,
             now_ns=now_ns,
             oldest_ns=now_ns - self._settings.raw_ttl_days * 86_400 * 10**9,
         )
         if batch.gpu_rows:
-            self._writer.write("gpu_samples", batch.gpu_table(), dedup_token("gpu", batch.gpu_keys()))
+            self._writer.write("gpu_samples", batch.gpu_table(), batch.gpu_token())
         if batch.engine_rows:
             token = dedup_token("engine", batch.engine_keys())
             self._writer.write("engine_metrics", batch.engine_table(), token)

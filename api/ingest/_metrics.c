@@ -1,0 +1,837 @@
+/*
+ * OTLP metrics requests, GPU fields read straight from the protobuf wire format.
+ *
+ * A collector's minute of an 8-GPU host is ~6,400 NumberDataPoints. Walking them as upb
+ * objects and joining them into rows with numpy costs ~20 µs a row; this module does the
+ * walk and the join in two passes over the bytes and leaves Python only what is per GPU,
+ * not per point (api/ingest/gpu_wire.py drives it):
+ *
+ * scan_metrics(data, names) reads the envelope and every point of the GPU metrics (a
+ * name in `names`, a gauge or a sum) into columns: time, value, which value, field, and
+ * the point's attribute set, numbered by its bytes within its resource, so the GPUs of a
+ * host are decoded once each however many points they have. The resources, the distinct
+ * attribute sets and every other metric come back as bytes for upb and the Python rules.
+ *
+ * join_points(scan columns, per-set facts, bounds, ...) checks each point as the
+ * per-point loop of api/ingest/metrics.py does (GPU id, time, value, pid, range, in that
+ * order), then joins the accepted ones into one row per GPU and instant in the order their
+ * first point came, the last point of a field winning: Arrow-ready column buffers.
+ *
+ * Like _otlp.c it answers None (the caller then lets upb parse the request) for anything
+ * it does not read the way upb would: malformed bytes, a singular message field twice
+ * (protobuf merges them), a known field with another wire type, a point whose attributes
+ * are not one run of fields. Strings it reads are checked as UTF-8; the parts it hands on
+ * are checked by upb when Python parses them. tests/ingest/test_gpu_wire.py holds the two
+ * paths to the same rows, rejections and counts.
+ */
+
+#include "_wire.h"
+
+#include <math.h>
+
+/* One GPU point as scanned. */
+enum { V_NONE = 0, V_DOUBLE = 1, V_INT = 2 };
+
+/* Why join_points turned a point away (0: accepted), in the per-point loop's order. */
+enum { REASON_NONE = 0, REASON_NO_UUID = 1, REASON_TIME = 2, REASON_VALUE = 3, REASON_PID = 4, REASON_RANGE = 5 };
+
+#define N_COLUMNS 13
+#define N_FIELDS 64
+
+/* A growable array of fixed-size items. */
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap, size;
+} Vec;
+
+static int vec_grow(Vec *v, Py_ssize_t need) {
+    if (need <= v->cap)
+        return OK;
+    Py_ssize_t cap = v->cap ? v->cap : 256;
+    while (cap < need)
+        cap *= 2;
+    char *data = PyMem_Realloc(v->data, cap * v->size);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return ERROR;
+    }
+    v->data = data;
+    v->cap = cap;
+    return OK;
+}
+
+#define VEC_PUSH(v, type, value)                                                                        \
+    (vec_grow(&(v), (v).len + 1) != OK ? ERROR : (((type *)(v).data)[(v).len++] = (value), OK))
+
+static PyObject *vec_bytes(const Vec *v) {
+    return PyBytes_FromStringAndSize(v->data, v->len * v->size);
+}
+
+/* An attribute set: its bytes (a run of NumberDataPoint.attributes fields) in a resource. */
+typedef struct {
+    const uint8_t *p;
+    Py_ssize_t len;
+    int32_t resource;
+    uint64_t hash;
+    Py_ssize_t seen; /* the last point that had it */
+} Group;
+
+typedef struct {
+    PyObject *names; /* dict: metric name -> field code */
+    PyObject *resources; /* list: each ResourceMetrics' Resource bytes */
+    PyObject *items;     /* list: (resource, name, start, end) or (resource, metric bytes) */
+    int32_t resource;    /* the ResourceMetrics being read */
+    Py_ssize_t points;   /* every data point of every metric, for the request's limit */
+    Vec time, value, kind, field, group;
+    Vec groups;            /* Group */
+    int32_t *table;        /* open addressing over groups: index + 1, 0 empty */
+    Py_ssize_t table_size; /* a power of two */
+    /* Points come in a rhythm: a collector writes every GPU of a host in turn, tick after
+     * tick, so a point usually has the set the point `period` places back had, `period`
+     * being how far back the last point's set was seen before. That one comparison spares
+     * the hash of ~100 bytes for nearly every point. */
+    Py_ssize_t period;
+} Scan;
+
+/* Four independent lanes, so the multiplies overlap; every byte counts. */
+static uint64_t hash_bytes(const uint8_t *p, Py_ssize_t n, int32_t resource) {
+    const uint64_t k = 0x9e3779b97f4a7c15ULL;
+    uint64_t a = 0xcbf29ce484222325ULL ^ (uint64_t)n, b = (uint64_t)(uint32_t)resource, c = k, d = ~k;
+    Py_ssize_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        uint64_t w[4];
+        memcpy(w, p + i, 32);
+        a = (a ^ w[0]) * k;
+        b = (b ^ w[1]) * k;
+        c = (c ^ w[2]) * k;
+        d = (d ^ w[3]) * k;
+    }
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        a = (a ^ w) * k;
+        a ^= a >> 29;
+    }
+    for (; i < n; i++)
+        b = (b ^ p[i]) * k;
+    uint64_t h = a ^ (b >> 7) ^ (c << 11 | c >> 53) ^ (d << 23 | d >> 41);
+    h *= k;
+    return h ^ (h >> 32);
+}
+
+static int same_group(const Group *g, const uint8_t *p, Py_ssize_t n, int32_t resource) {
+    return g->len == n && g->resource == resource && memcmp(g->p, p, n) == 0;
+}
+
+static int rehash(Scan *s, Py_ssize_t size) {
+    int32_t *table = PyMem_Calloc(size, sizeof(int32_t));
+    if (table == NULL) {
+        PyErr_NoMemory();
+        return ERROR;
+    }
+    const Group *groups = (const Group *)s->groups.data;
+    for (Py_ssize_t i = 0; i < s->groups.len; i++) {
+        Py_ssize_t at = groups[i].hash & (size - 1);
+        while (table[at])
+            at = (at + 1) & (size - 1);
+        table[at] = (int32_t)(i + 1);
+    }
+    PyMem_Free(s->table);
+    s->table = table;
+    s->table_size = size;
+    return OK;
+}
+
+/* The number of this attribute set in this resource, a new one if it is new. */
+static int intern(Scan *s, const uint8_t *p, Py_ssize_t n, int32_t *out) {
+    Group *groups = (Group *)s->groups.data;
+    Py_ssize_t here = s->group.len; /* this point's place among all points */
+    if (s->period > 0 && s->period <= here) {
+        int32_t guess = ((const int32_t *)s->group.data)[here - s->period];
+        if (same_group(&groups[guess], p, n, s->resource)) {
+            groups[guess].seen = here;
+            *out = guess;
+            return OK;
+        }
+    }
+    uint64_t hash = hash_bytes(p, n, s->resource);
+    Py_ssize_t mask = s->table_size - 1;
+    for (Py_ssize_t at = hash & mask; s->table[at]; at = (at + 1) & mask) {
+        int32_t i = s->table[at] - 1;
+        if (groups[i].hash == hash && same_group(&groups[i], p, n, s->resource)) {
+            s->period = here - groups[i].seen;
+            groups[i].seen = here;
+            *out = i;
+            return OK;
+        }
+    }
+    Group g = {p, n, s->resource, hash, here};
+    if (VEC_PUSH(s->groups, Group, g) != OK)
+        return ERROR;
+    int32_t i = (int32_t)(s->groups.len - 1);
+    if (2 * s->groups.len > s->table_size) {
+        if (rehash(s, s->table_size * 2) != OK)
+            return ERROR;
+    } else {
+        Py_ssize_t at = hash & mask;
+        while (s->table[at])
+            at = (at + 1) & mask;
+        s->table[at] = i + 1;
+    }
+    *out = i;
+    return OK;
+}
+
+/* One NumberDataPoint: the last time and value given win, as protobuf has it; the
+ * attributes must be one run of fields (their bytes are the set's identity). */
+static int scan_point(Scan *s, Reader r, uint8_t field_code) {
+    uint64_t time = 0, raw = 0;
+    uint8_t kind = V_NONE;
+    const uint8_t *attrs = NULL, *attrs_end = NULL;
+    int run = 0; /* 0 no attributes yet, 1 in their run, 2 after it */
+    uint32_t number;
+    int wire_type, status;
+    while (r.p < r.end) {
+        const uint8_t *at = r.p;
+        if ((status = read_tag(&r, &number, &wire_type)) != OK)
+            return status;
+        if (number == 7 && wire_type == WT_LEN) {
+            if (run == 2)
+                return FALLBACK;
+            Reader kv;
+            if ((status = read_len(&r, &kv)) != OK)
+                return status;
+            if (run == 0)
+                attrs = at;
+            attrs_end = r.p;
+            run = 1;
+            continue;
+        }
+        if (run == 1)
+            run = 2;
+        if ((number == 3 || number == 4 || number == 6) && wire_type == WT_I64) {
+            uint64_t v;
+            if ((status = read_fixed64(&r, &v)) != OK)
+                return status;
+            if (number == 3) {
+                time = v;
+            } else {
+                raw = v;
+                kind = number == 4 ? V_DOUBLE : V_INT;
+            }
+            continue;
+        }
+        if ((status = check_field(&r, 'D', number, wire_type, 0)) != OK)
+            return status;
+    }
+    double value = 0.0;
+    if (kind == V_DOUBLE)
+        memcpy(&value, &raw, 8);
+    else if (kind == V_INT)
+        value = (double)(int64_t)raw;
+    int32_t group;
+    if ((status = intern(s, attrs, attrs ? attrs_end - attrs : 0, &group)) != OK)
+        return status;
+    if (VEC_PUSH(s->time, uint64_t, time) != OK || VEC_PUSH(s->value, double, value) != OK ||
+        VEC_PUSH(s->kind, uint8_t, kind) != OK || VEC_PUSH(s->field, uint8_t, field_code) != OK ||
+        VEC_PUSH(s->group, int32_t, group) != OK)
+        return ERROR;
+    return OK;
+}
+
+/* A Gauge (`sum` 0) or Sum's points. */
+static int scan_data(Scan *s, Reader r, int sum, uint8_t field_code) {
+    uint32_t number;
+    int wire_type, status;
+    while (r.p < r.end) {
+        if ((status = read_tag(&r, &number, &wire_type)) != OK)
+            return status;
+        if (number == 1) {
+            Reader point;
+            if (wire_type != WT_LEN)
+                return FALLBACK;
+            if ((status = read_len(&r, &point)) != OK || (status = scan_point(s, point, field_code)) != OK)
+                return status;
+            s->points++;
+        } else if (sum && (number == 2 || number == 3)) {
+            if (wire_type != WT_VARINT)
+                return FALLBACK;
+            if ((status = skip(&r, wire_type)) != OK)
+                return status;
+        } else if ((status = skip(&r, wire_type)) != OK) {
+            return status;
+        }
+    }
+    return OK;
+}
+
+/* The data points of any metric's data (field 1 of Gauge, Sum, Histogram, ...), counted. */
+static int count_points(Reader r, Py_ssize_t *count) {
+    uint32_t number;
+    int wire_type, status;
+    while (r.p < r.end) {
+        if ((status = read_tag(&r, &number, &wire_type)) != OK)
+            return status;
+        if (number == 1 && wire_type == WT_LEN)
+            (*count)++;
+        if ((status = skip(&r, wire_type)) != OK)
+            return status;
+    }
+    return OK;
+}
+
+static int add_item(Scan *s, PyObject *item) {
+    if (item == NULL)
+        return ERROR;
+    int failed = PyList_Append(s->items, item);
+    Py_DECREF(item);
+    return failed ? ERROR : OK;
+}
+
+static int scan_metric(Scan *s, Reader r) {
+    const Reader whole = r;
+    Reader name = {NULL, NULL}, data = {NULL, NULL};
+    uint32_t data_field = 0, number;
+    int wire_type, status;
+    while (r.p < r.end) {
+        if ((status = read_tag(&r, &number, &wire_type)) != OK)
+            return status;
+        Reader sub;
+        switch (number) {
+        case 1: case 2: case 3: /* name, description, unit */
+            if (wire_type != WT_LEN)
+                return FALLBACK;
+            if ((status = read_len(&r, &sub)) != OK)
+                return status;
+            if (utf8_chars(&sub) < 0)
+                return FALLBACK;
+            if (number == 1)
+                name = sub;
+            break;
+        case 5: case 7: case 9: case 10: case 11: /* the data oneof: once, or upb merges */
+            if (wire_type != WT_LEN || data_field)
+                return FALLBACK;
+            if ((status = read_len(&r, &data)) != OK)
+                return status;
+            data_field = number;
+            break;
+        case 12: /* metadata: KeyValues */
+            if (wire_type != WT_LEN)
+                return FALLBACK;
+            if ((status = read_len(&r, &sub)) != OK || (status = check_message(sub, 'K', 0)) != OK)
+                return status;
+            break;
+        default:
+            if ((status = skip(&r, wire_type)) != OK)
+                return status;
+        }
+    }
+    PyObject *code = NULL;
+    if ((data_field == 5 || data_field == 7) && name.p != NULL) {
+        PyObject *key = PyUnicode_DecodeUTF8((const char *)name.p, name.end - name.p, NULL);
+        if (key == NULL)
+            return ERROR;
+        code = PyDict_GetItemWithError(s->names, key); /* borrowed */
+        if (code == NULL && PyErr_Occurred()) {
+            Py_DECREF(key);
+            return ERROR;
+        }
+        if (code != NULL) {
+            long field_code = PyLong_AsLong(code);
+            if (field_code < 0 || field_code >= N_FIELDS) {
+                Py_DECREF(key);
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_ValueError, "field codes are 0..63");
+                return ERROR;
+            }
+            Py_ssize_t start = s->time.len;
+            status = scan_data(s, data, data_field == 7, (uint8_t)field_code);
+            if (status != OK) {
+                Py_DECREF(key);
+                return status;
+            }
+            PyObject *item = Py_BuildValue("(iNnn)", s->resource, key, start, s->time.len);
+            return add_item(s, item);
+        }
+        Py_DECREF(key);
+    }
+    if (data_field && (status = count_points(data, &s->points)) != OK)
+        return status;
+    PyObject *bytes = PyBytes_FromStringAndSize((const char *)whole.p, whole.end - whole.p);
+    return add_item(s, bytes == NULL ? NULL : Py_BuildValue("(iN)", s->resource, bytes));
+}
+
+static int scan_scope_metrics(Scan *s, Reader r) {
+    uint32_t number;
+    int wire_type, status;
+    while (r.p < r.end) {
+        if ((status = read_tag(&r, &number, &wire_type)) != OK)
+            return status;
+        if (number < 1 || number > 3) {
+            if ((status = skip(&r, wire_type)) != OK)
+                return status;
+            continue;
+        }
+        Reader sub;
+        if (wire_type != WT_LEN)
+            return FALLBACK;
+        if ((status = read_len(&r, &sub)) != OK)
+            return status;
+        if (number == 1)
+            status = check_message(sub, 'I', 0); /* the scope: unused, but upb checks it */
+        else if (number == 2)
+            status = scan_metric(s, sub);
+        else
+            status = utf8_chars(&sub) < 0 ? FALLBACK : OK;
+        if (status != OK)
+            return status;
+    }
+    return OK;
+}
+
+static int scan_resource_metrics(Scan *s, Reader r) {
+    s->resource = (int32_t)PyList_GET_SIZE(s->resources);
+    PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
+    if (empty == NULL || PyList_Append(s->resources, empty) != 0) {
+        Py_XDECREF(empty);
+        return ERROR;
+    }
+    Py_DECREF(empty);
+    int has_resource = 0;
+    uint32_t number;
+    int wire_type, status;
+    while (r.p < r.end) {
+        if ((status = read_tag(&r, &number, &wire_type)) != OK)
+            return status;
+        if (number < 1 || number > 3) {
+            if ((status = skip(&r, wire_type)) != OK)
+                return status;
+            continue;
+        }
+        Reader sub;
+        if (wire_type != WT_LEN)
+            return FALLBACK;
+        if ((status = read_len(&r, &sub)) != OK)
+            return status;
+        if (number == 1) {
+            if (has_resource++)
+                return FALLBACK; /* upb would merge the two */
+            PyObject *bytes = PyBytes_FromStringAndSize((const char *)sub.p, sub.end - sub.p);
+            if (bytes == NULL)
+                return ERROR;
+            if (PyList_SetItem(s->resources, s->resource, bytes) != 0) /* in place of b"" */
+                return ERROR;
+        } else if (number == 2) {
+            if ((status = scan_scope_metrics(s, sub)) != OK)
+                return status;
+        } else if (utf8_chars(&sub) < 0) {
+            return FALLBACK;
+        }
+    }
+    return OK;
+}
+
+static void release_scan(Scan *s) {
+    Py_XDECREF(s->resources);
+    Py_XDECREF(s->items);
+    PyMem_Free(s->time.data);
+    PyMem_Free(s->value.data);
+    PyMem_Free(s->kind.data);
+    PyMem_Free(s->field.data);
+    PyMem_Free(s->group.data);
+    PyMem_Free(s->groups.data);
+    PyMem_Free(s->table);
+}
+
+static PyObject *scan_result(Scan *s) {
+    const Group *groups = (const Group *)s->groups.data;
+    PyObject *sets = PyList_New(s->groups.len);
+    Vec owners = {NULL, 0, 0, sizeof(int32_t)};
+    if (sets == NULL || vec_grow(&owners, s->groups.len) != OK) {
+        Py_XDECREF(sets);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < s->groups.len; i++) {
+        PyObject *bytes = PyBytes_FromStringAndSize((const char *)groups[i].p, groups[i].len);
+        if (bytes == NULL) {
+            Py_DECREF(sets);
+            PyMem_Free(owners.data);
+            return NULL;
+        }
+        PyList_SET_ITEM(sets, i, bytes);
+        ((int32_t *)owners.data)[owners.len++] = groups[i].resource;
+    }
+    PyObject *result = Py_BuildValue("(OONNNNNNNn)", s->resources, s->items, sets, vec_bytes(&owners),
+                                     vec_bytes(&s->time), vec_bytes(&s->value), vec_bytes(&s->kind),
+                                     vec_bytes(&s->field), vec_bytes(&s->group), s->points);
+    PyMem_Free(owners.data);
+    return result;
+}
+
+static PyObject *scan_metrics(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer data;
+    PyObject *names;
+    if (!PyArg_ParseTuple(args, "y*O!:scan_metrics", &data, &PyDict_Type, &names))
+        return NULL;
+    Scan s = {0};
+    s.names = names;
+    s.time.size = s.value.size = sizeof(uint64_t);
+    s.kind.size = s.field.size = 1;
+    s.group.size = sizeof(int32_t);
+    s.groups.size = sizeof(Group);
+    PyObject *result = NULL;
+    int status = OK;
+    s.resources = PyList_New(0);
+    s.items = PyList_New(0);
+    s.table = PyMem_Calloc(64, sizeof(int32_t));
+    s.table_size = 64;
+    if (s.resources == NULL || s.items == NULL || s.table == NULL) {
+        if (s.table == NULL)
+            PyErr_NoMemory();
+        status = ERROR;
+    }
+    Reader r = {(const uint8_t *)data.buf, (const uint8_t *)data.buf + data.len};
+    uint32_t number;
+    int wire_type;
+    while (status == OK && r.p < r.end) {
+        if ((status = read_tag(&r, &number, &wire_type)) != OK)
+            break;
+        if (number != 1) {
+            status = skip(&r, wire_type);
+            continue;
+        }
+        Reader sub;
+        if (wire_type != WT_LEN) {
+            status = FALLBACK;
+            break;
+        }
+        if ((status = read_len(&r, &sub)) == OK)
+            status = scan_resource_metrics(&s, sub);
+    }
+    if (status == OK)
+        result = scan_result(&s);
+    else if (!PyErr_Occurred())
+        result = Py_NewRef(Py_None); /* unusual or malformed: upb and the Python path decide */
+    release_scan(&s);
+    PyBuffer_Release(&data);
+    return result;
+}
+
+/* --- the join ------------------------------------------------------------------------------ */
+
+typedef struct {
+    int column; /* 0..12 a gpu_samples column; -1 a process's memory, -2 its SM share */
+    double low, high;
+} Bound;
+
+static int read_bounds(PyObject *seq, Bound *bounds, Py_ssize_t *count) {
+    PyObject *fast = PySequence_Fast(seq, "bounds must be a sequence");
+    if (fast == NULL)
+        return ERROR;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    if (n > N_FIELDS) {
+        Py_DECREF(fast);
+        PyErr_SetString(PyExc_ValueError, "at most 64 fields");
+        return ERROR;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(fast, i), "idd", &bounds[i].column, &bounds[i].low,
+                              &bounds[i].high)) {
+            Py_DECREF(fast);
+            return ERROR;
+        }
+        if (bounds[i].column < -2 || bounds[i].column >= N_COLUMNS) {
+            Py_DECREF(fast);
+            PyErr_SetString(PyExc_ValueError, "a column is -2..12");
+            return ERROR;
+        }
+    }
+    Py_DECREF(fast);
+    *count = n;
+    return OK;
+}
+
+static uint64_t mix(int32_t gpu, uint64_t time) {
+    uint64_t h = (time ^ ((uint64_t)(uint32_t)gpu << 40)) * 0x9e3779b97f4a7c15ULL;
+    return h ^ (h >> 31);
+}
+
+typedef struct {
+    Py_buffer time, value, kind, field, group, group_gpu, group_pid;
+} Inputs;
+
+/* A process's point: its row, pid, which share, value, and its place among them. */
+typedef struct {
+    int32_t row;
+    uint32_t pid;
+    Py_ssize_t seq;
+    uint64_t value;
+    uint8_t is_sm;
+} Proc;
+
+static int proc_order(const void *a, const void *b) {
+    const Proc *x = a, *y = b;
+    if (x->row != y->row)
+        return x->row < y->row ? -1 : 1;
+    if (x->pid != y->pid)
+        return x->pid < y->pid ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Each row's processes by pid (the order of proc_pids), the last point of each share
+ * winning, 0 where a process has none: (offsets, pids, memory, SM share) as Arrow buffers. */
+static PyObject *process_lists(Proc *procs, Py_ssize_t count, Py_ssize_t rows) {
+    qsort(procs, count, sizeof(Proc), proc_order);
+    Py_ssize_t distinct = 0;
+    for (Py_ssize_t i = 0; i < count; i++)
+        distinct += i == 0 || procs[i].row != procs[i - 1].row || procs[i].pid != procs[i - 1].pid;
+    PyObject *offsets = PyBytes_FromStringAndSize(NULL, (rows + 1) * sizeof(int32_t));
+    PyObject *pids = PyBytes_FromStringAndSize(NULL, distinct * sizeof(uint32_t));
+    PyObject *mem = PyBytes_FromStringAndSize(NULL, distinct * sizeof(uint64_t));
+    PyObject *sm = PyBytes_FromStringAndSize(NULL, distinct);
+    if (!offsets || !pids || !mem || !sm) {
+        Py_XDECREF(offsets);
+        Py_XDECREF(pids);
+        Py_XDECREF(mem);
+        Py_XDECREF(sm);
+        return NULL;
+    }
+    int32_t *offset = (int32_t *)PyBytes_AS_STRING(offsets);
+    uint32_t *pid = (uint32_t *)PyBytes_AS_STRING(pids);
+    uint64_t *mem_of = (uint64_t *)PyBytes_AS_STRING(mem);
+    uint8_t *sm_of = (uint8_t *)PyBytes_AS_STRING(sm);
+    Py_ssize_t k = -1, i = 0;
+    for (Py_ssize_t row = 0; row < rows; row++) {
+        offset[row] = (int32_t)(k + 1);
+        for (; i < count && procs[i].row == row; i++) {
+            if (k < 0 || i == 0 || procs[i].row != procs[i - 1].row || procs[i].pid != procs[i - 1].pid) {
+                k++;
+                pid[k] = procs[i].pid;
+                mem_of[k] = 0;
+                sm_of[k] = 0;
+            }
+            if (procs[i].is_sm)
+                sm_of[k] = (uint8_t)procs[i].value;
+            else
+                mem_of[k] = procs[i].value;
+        }
+    }
+    offset[rows] = (int32_t)(k + 1);
+    return Py_BuildValue("(NNNN)", offsets, pids, mem, sm);
+}
+
+static void release_inputs(Inputs *in) {
+    Py_buffer *all[] = {&in->time, &in->value, &in->kind, &in->field, &in->group, &in->group_gpu, &in->group_pid};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        if (all[i]->obj != NULL)
+            PyBuffer_Release(all[i]);
+}
+
+static PyObject *join_points(PyObject *module, PyObject *args) {
+    (void)module;
+    Inputs in = {0};
+    PyObject *bounds_seq, *widths_seq;
+    unsigned long long latest, oldest;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*OOKK:join_points", &in.time, &in.value, &in.kind, &in.field,
+                          &in.group, &in.group_gpu, &in.group_pid, &bounds_seq, &widths_seq, &latest, &oldest))
+        return NULL;
+    PyObject *result = NULL;
+    Bound bounds[N_FIELDS];
+    Py_ssize_t n_bounds = 0;
+    int widths[N_COLUMNS];
+    uint8_t *codes = NULL;
+    int32_t *row_of = NULL, *row_gpu = NULL, *row_group = NULL, *table = NULL;
+    uint64_t *row_time = NULL;
+    Vec procs = {NULL, 0, 0, sizeof(Proc)};
+    PyObject *lists = NULL;
+    PyObject *columns = NULL;
+
+    Py_ssize_t n = in.time.len / 8;
+    Py_ssize_t n_groups = in.group_gpu.len / 4;
+    if (in.value.len != n * 8 || in.kind.len != n || in.field.len != n || in.group.len != n * 4 ||
+        in.group_pid.len != n_groups * 8) {
+        PyErr_SetString(PyExc_ValueError, "point columns of different lengths");
+        goto done;
+    }
+    if (read_bounds(bounds_seq, bounds, &n_bounds) != OK)
+        goto done;
+    if (!PyArg_ParseTuple(widths_seq, "iiiiiiiiiiiii", &widths[0], &widths[1], &widths[2], &widths[3],
+                          &widths[4], &widths[5], &widths[6], &widths[7], &widths[8], &widths[9], &widths[10],
+                          &widths[11], &widths[12]))
+        goto done;
+    for (int c = 0; c < N_COLUMNS; c++) {
+        if (widths[c] != 1 && widths[c] != 2 && widths[c] != 4 && widths[c] != 8) {
+            PyErr_SetString(PyExc_ValueError, "a width is 1, 2, 4 or 8 bytes");
+            goto done;
+        }
+    }
+    const uint64_t *time = in.time.buf;
+    const double *value = in.value.buf;
+    const uint8_t *kind = in.kind.buf, *field = in.field.buf;
+    const int32_t *group = in.group.buf, *group_gpu = in.group_gpu.buf;
+    const int64_t *group_pid = in.group_pid.buf;
+
+    Py_ssize_t size = 64;
+    while (size < 2 * n)
+        size *= 2;
+    codes = PyMem_Malloc(n + 1);
+    row_of = PyMem_Malloc((n + 1) * sizeof(int32_t));
+    row_gpu = PyMem_Malloc((n + 1) * sizeof(int32_t));
+    row_group = PyMem_Malloc((n + 1) * sizeof(int32_t));
+    row_time = PyMem_Malloc((n + 1) * sizeof(uint64_t));
+    table = PyMem_Calloc(size, sizeof(int32_t));
+    if (!codes || !row_of || !row_gpu || !row_group || !row_time || !table) {
+        PyErr_NoMemory();
+        goto done;
+    }
+
+    /* Pass 1: each point checked, each accepted one given its row. */
+    Py_ssize_t rows = 0, rejected = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int32_t g = group[i];
+        if (g < 0 || g >= n_groups || field[i] >= n_bounds) {
+            PyErr_SetString(PyExc_ValueError, "a point's set or field is out of range");
+            goto done;
+        }
+        const Bound *b = &bounds[field[i]];
+        uint64_t t = time[i];
+        double v = value[i];
+        uint8_t code = REASON_NONE;
+        if (group_gpu[g] < 0)
+            code = REASON_NO_UUID;
+        else if (t == 0 || t > latest || t < oldest)
+            code = REASON_TIME;
+        else if (kind[i] == V_NONE || !isfinite(v))
+            code = REASON_VALUE;
+        else if (b->column < 0 && group_pid[g] < 0)
+            code = REASON_PID;
+        else if (!(v >= b->low && v <= b->high))
+            code = REASON_RANGE;
+        codes[i] = code;
+        if (code != REASON_NONE) {
+            rejected++;
+            row_of[i] = -1;
+            continue;
+        }
+        int32_t gpu = group_gpu[g];
+        Py_ssize_t at = mix(gpu, t) & (size - 1);
+        int32_t row;
+        for (;;) {
+            int32_t entry = table[at];
+            if (entry == 0) {
+                row = (int32_t)rows++;
+                table[at] = row + 1;
+                row_gpu[row] = gpu;
+                row_time[row] = t;
+                row_group[row] = g;
+                break;
+            }
+            if (row_gpu[entry - 1] == gpu && row_time[entry - 1] == t) {
+                row = entry - 1;
+                break;
+            }
+            at = (at + 1) & (size - 1);
+        }
+        row_of[i] = row;
+    }
+
+    /* Pass 2: the values, the last point of a field in a row winning. */
+    columns = PyList_New(N_COLUMNS);
+    if (columns == NULL)
+        goto done;
+    uint8_t *data[N_COLUMNS], *valid[N_COLUMNS];
+    PyObject *data_bytes[N_COLUMNS], *valid_bytes[N_COLUMNS];
+    Py_ssize_t bitmap = (rows + 7) / 8;
+    for (int c = 0; c < N_COLUMNS; c++) {
+        data_bytes[c] = PyBytes_FromStringAndSize(NULL, rows * widths[c]);
+        valid_bytes[c] = PyBytes_FromStringAndSize(NULL, bitmap);
+        if (data_bytes[c] == NULL || valid_bytes[c] == NULL) {
+            Py_XDECREF(data_bytes[c]);
+            Py_XDECREF(valid_bytes[c]);
+            for (int k = 0; k < c; k++) {
+                Py_DECREF(data_bytes[k]);
+                Py_DECREF(valid_bytes[k]);
+            }
+            goto done;
+        }
+        data[c] = (uint8_t *)PyBytes_AS_STRING(data_bytes[c]);
+        valid[c] = (uint8_t *)PyBytes_AS_STRING(valid_bytes[c]);
+        memset(data[c], 0, rows * widths[c]);
+        memset(valid[c], 0, bitmap);
+    }
+    int failed = 0;
+    for (Py_ssize_t i = 0; i < n && !failed; i++) {
+        int32_t row = row_of[i];
+        if (row < 0)
+            continue;
+        const Bound *b = &bounds[field[i]];
+        if (b->column < 0) {
+            /* A process's share: whole units, truncated, as int() does. */
+            Proc proc = {row, (uint32_t)group_pid[group[i]], i, (uint64_t)value[i], (uint8_t)(b->column == -2)};
+            failed = VEC_PUSH(procs, Proc, proc) != OK;
+            continue;
+        }
+        /* Every stored GPU field is a whole number, rounded half to even as round() does. */
+        uint64_t stored = (uint64_t)nearbyint(value[i]);
+        int c = b->column;
+        uint8_t *at = data[c] + (Py_ssize_t)row * widths[c];
+        switch (widths[c]) {
+        case 1: *at = (uint8_t)stored; break;
+        case 2: { uint16_t w = (uint16_t)stored; memcpy(at, &w, 2); break; }
+        case 4: { uint32_t w = (uint32_t)stored; memcpy(at, &w, 4); break; }
+        default: memcpy(at, &stored, 8);
+        }
+        valid[c][row >> 3] |= (uint8_t)(1u << (row & 7));
+    }
+    for (int c = 0; c < N_COLUMNS; c++) {
+        Py_ssize_t present = 0;
+        for (Py_ssize_t k = 0; k < bitmap; k++)
+            present += __builtin_popcount(valid[c][k]);
+        PyObject *column = Py_BuildValue("(NNn)", data_bytes[c], valid_bytes[c], rows - present);
+        if (column == NULL) {
+            for (int k = c + 1; k < N_COLUMNS; k++) {
+                Py_DECREF(data_bytes[k]);
+                Py_DECREF(valid_bytes[k]);
+            }
+            goto done;
+        }
+        PyList_SET_ITEM(columns, c, column);
+    }
+    if (failed || (lists = process_lists((Proc *)procs.data, procs.len, rows)) == NULL)
+        goto done;
+    result = Py_BuildValue("(y#nny#y#y#OO)", (const char *)codes, n, rejected, rows, (const char *)row_time,
+                           rows * (Py_ssize_t)sizeof(uint64_t), (const char *)row_gpu,
+                           rows * (Py_ssize_t)sizeof(int32_t), (const char *)row_group,
+                           rows * (Py_ssize_t)sizeof(int32_t), columns, lists);
+done:
+    Py_XDECREF(columns);
+    PyMem_Free(codes);
+    PyMem_Free(row_of);
+    PyMem_Free(row_gpu);
+    PyMem_Free(row_group);
+    PyMem_Free(row_time);
+    PyMem_Free(table);
+    Py_XDECREF(lists);
+    PyMem_Free(procs.data);
+    release_inputs(&in);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"scan_metrics", scan_metrics, METH_VARARGS,
+     "scan_metrics(data, names) -> (resources, items, sets, set_resource, time, value, kind, field, set, "
+     "points) or None"},
+    {"join_points", join_points, METH_VARARGS,
+     "join_points(time, value, kind, field, set, set_gpu, set_pid, bounds, widths, latest_ns, oldest_ns) -> "
+     "(reasons, rejected, rows, row_ns, row_gpu, row_set, columns, (proc_offsets, proc_pids, proc_mem, "
+     "proc_sm))"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_metrics", "OTLP metrics requests: GPU points read from the protobuf wire format.",
+    -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__metrics(void) { return PyModule_Create(&module); }

@@ -1,0 +1,200 @@
+"""GPU points read and joined in C (`api/ingest/_metrics.c`): the fast path of GPU ingest.
+
+`scan` reads a protobuf request's envelope and every point of its GPU metrics into
+columns, numbering the distinct attribute sets (a host's GPUs, and their processes);
+Python decodes each set once and says what it means (which GPU, which pid); `join` checks
+every point as the per-point loop in `api.ingest.metrics` does and joins the accepted ones
+into one row per GPU and instant, ready as Arrow buffers (`WireRows`).
+
+Without the compiled module (no C compiler where it was installed) `scan` answers None
+and the request takes the Python path, which gives the same rows, reasons and counts:
+tests/ingest/test_gpu_wire.py holds the two to that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from api.ingest.gpu_points import rows_token
+
+_metrics: ModuleType | None
+try:  # built by `pip install` next to _otlp (pyproject.toml)
+    from api.ingest import _metrics
+except ImportError:
+    _metrics = None
+
+WIRE_METRICS = _metrics is not None
+"""Whether protobuf metrics requests are read by the compiled decoder (CI insists on it)."""
+
+# Why `join` turned a point away, in the per-point loop's order (codes of _metrics.c).
+NO_UUID, TIME, VALUE, PID, RANGE = 1, 2, 3, 4, 5
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """A request as `_metrics.scan_metrics` read it."""
+
+    resources: list[bytes]
+    """Each ResourceMetrics' Resource, encoded (b"" where it has none)."""
+    items: list[tuple[Any, ...]]
+    """Every metric in order: (resource, name, first point, end) for a GPU field's gauge or
+    sum, its points read; (resource, Metric bytes) for anything else."""
+    sets: list[bytes]
+    """Each distinct attribute set: NumberDataPoint.attributes fields, encoded."""
+    set_resource: np.ndarray
+    time: np.ndarray  # uint64 ns, per point
+    value: np.ndarray  # float64 (as_int converted), per point
+    kind: bytes  # per point: 0 no value, 1 as_double, 2 as_int
+    field: bytes  # per point: the field's code (its index in the names given)
+    set_of_point: np.ndarray  # int32
+    points: int
+    """Data points of every metric, for the request's limit."""
+
+
+def scan(data: bytes, names: dict[str, int]) -> Scan | None:
+    """The request's GPU points as columns, or None: no compiled module, or bytes it leaves
+    to upb (malformed, or legal but unusual)."""
+    if _metrics is None:
+        return None
+    read = _metrics.scan_metrics(data, names)
+    if read is None:
+        return None
+    resources, items, sets, set_resource, time, value, kind, field, group, points = read
+    return Scan(
+        resources,
+        items,
+        sets,
+        np.frombuffer(set_resource, np.int32),
+        np.frombuffer(time, np.uint64),
+        np.frombuffer(value, np.float64),
+        kind,
+        field,
+        np.frombuffer(group, np.int32),
+        points,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SetFacts:
+    """What each attribute set says, per set: GPU id (-1: no gpu.uuid), pid (-1: none or
+    not a pid), and for a row it starts, gpu.index and the label ids of gpu.name and the
+    resource's deployment."""
+
+    gpu: np.ndarray  # int32
+    pid: np.ndarray  # int64
+    index: np.ndarray  # int64
+    name: np.ndarray  # int64
+    deployment: np.ndarray  # int64
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    reasons: np.ndarray
+    """Per point: 0 accepted, else NO_UUID … RANGE."""
+    rejected: int
+    rows: WireRows
+
+
+def join(
+    found: Scan,
+    facts: SetFacts,
+    gpus: list[tuple[str, str, str]],
+    labels: list[str],
+    bounds: list[tuple[int, float, float]],
+    widths: tuple[int, ...],
+    latest_ns: int,
+    oldest_ns: int,
+) -> Joined:
+    """`bounds`, per field code: (gpu_samples column 0..12, or -1 a process's memory, -2
+    its SM share; lowest and highest value allowed). `widths`: each column's bytes."""
+    assert _metrics is not None  # a Scan comes only from the compiled module
+    reasons, rejected, n, row_ns, row_gpu, row_set, columns, procs = _metrics.join_points(
+        found.time,
+        found.value,
+        found.kind,
+        found.field,
+        found.set_of_point,
+        facts.gpu.astype(np.int32),
+        facts.pid.astype(np.int64),
+        bounds,
+        widths,
+        max(latest_ns, 0),
+        max(oldest_ns, 0),
+    )
+    rows = WireRows(
+        gpus,
+        labels,
+        n,
+        np.frombuffer(row_ns, np.uint64).astype(np.int64),
+        np.frombuffer(row_gpu, np.int32),
+        np.frombuffer(row_set, np.int32),
+        facts,
+        columns,
+        procs,
+    )
+    return Joined(np.frombuffer(reasons, np.uint8), rejected, rows)
+
+
+class WireRows:
+    """The rows `join` made: `len`, `table(schema)` and `token()`, like `GpuRows`."""
+
+    __slots__ = ("_columns", "_facts", "_gpus", "_labels", "_n", "_procs", "_row_gpu", "_row_set", "_time")
+
+    def __init__(
+        self,
+        gpus: list[tuple[str, str, str]],
+        labels: list[str],
+        n: int,
+        time: np.ndarray,
+        row_gpu: np.ndarray,
+        row_set: np.ndarray,
+        facts: SetFacts,
+        columns: list[tuple[bytes, bytes, int]],
+        procs: tuple[bytes, bytes, bytes, bytes],
+    ) -> None:
+        self._gpus = gpus
+        self._labels = labels
+        self._n = n
+        self._time = time
+        self._row_gpu = row_gpu
+        self._row_set = row_set
+        self._facts = facts
+        self._columns = columns
+        self._procs = procs
+
+    def __len__(self) -> int:
+        return self._n
+
+    def token(self) -> str:
+        return rows_token(self._gpus, self._row_gpu, self._time)
+
+    def table(self, schema: pa.Schema) -> pa.Table:
+        n = self._n
+        rows = pa.array(self._row_gpu)
+        arrays: list[pa.Array] = [pa.array(self._time // 1_000_000, type=schema.field("time").type)]
+        for i in range(3):  # cluster, host, gpu_uuid
+            arrays.append(pa.array([g[i] for g in self._gpus], pa.string()).take(rows))
+        facts, first = self._facts, self._row_set
+        labels = pa.array(self._labels, pa.string())
+        arrays.append(pa.array(facts.index[first], type=schema.field("gpu_index").type))
+        arrays.append(labels.take(pa.array(facts.name[first])))
+        arrays.append(labels.take(pa.array(facts.deployment[first])))
+        for (data, valid, nulls), name in zip(self._columns, schema.names[7:20], strict=True):
+            bitmap = pa.py_buffer(valid) if nulls else None
+            arrays.append(
+                pa.Array.from_buffers(schema.field(name).type, n, [bitmap, pa.py_buffer(data)], nulls)
+            )
+        offsets, pids, mem, sm = (pa.py_buffer(b) for b in self._procs)
+        n_procs = len(pids) // 4
+        offsets_array = pa.Array.from_buffers(pa.int32(), n + 1, [None, offsets])
+        for name, values in zip(schema.names[20:], (pids, mem, sm), strict=True):
+            kind = schema.field(name).type.value_type
+            arrays.append(
+                pa.ListArray.from_arrays(offsets_array, pa.Array.from_buffers(kind, n_procs, [None, values]))
+            )
+        return pa.Table.from_arrays(arrays, schema=schema)
