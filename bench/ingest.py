@@ -52,6 +52,9 @@ BATCH = 5_000
 GPUS_PER_HOST = 8
 TICKS_PER_REQUEST = 60
 """GPU requests carry a minute of one 8-GPU host at 1 Hz: 480 rows, ~6,400 data points."""
+SMALL_TICKS = 5
+SMALL_HOSTS = 16
+"""The collector's default: each of 16 hosts sends every 5 s (`--flush-interval`), 40 rows."""
 SCALES = (1, 4, 16)
 LARGE_BATCH = 20_000
 GPU_PATH = "/v1/metrics"
@@ -149,10 +152,14 @@ def make_batches(total: int, *, seed: int = 7, batch: int = BATCH) -> list[bytes
     return batches
 
 
-def make_gpu_requests(count: int, *, seed: int = 7) -> list[bytes]:
-    """`count` OTLP metrics requests as the collector encodes them (`collector.otlp`), each a
-    minute of one 8-GPU host: every NVML and GPM field, the energy counter and one process
-    every 5th tick. Hosts are numbered from the seed so each call makes new rows."""
+def make_gpu_requests(
+    count: int, *, seed: int = 7, ticks: int = TICKS_PER_REQUEST, hosts: int | None = None
+) -> list[bytes]:
+    """`count` OTLP metrics requests as the collector encodes them (`collector.otlp`), each
+    `ticks` seconds of one 8-GPU host (a minute by default): every NVML and GPM field, the
+    energy counter and one process every 5th tick. Hosts are numbered from the seed so each
+    call makes new rows; each request is a host of its own, or with `hosts`, that many hosts
+    send in turn, each request the next window of its host (as a fleet of collectors does)."""
     from collector.otlp import gpu_metrics_request
     from collector.samples import GpuSample, ProcessUsage
 
@@ -160,16 +167,17 @@ def make_gpu_requests(count: int, *, seed: int = 7) -> list[bytes]:
     t0 = (time.time_ns() // NS - 2 * 86400) * NS
     bodies = []
     for r in range(count):
-        host = f"node-{seed % 100_000:05d}-{r:04d}"
+        node, window = (r, 0) if hosts is None else (r % hosts, r // hosts)
+        host = f"node-{seed % 100_000:05d}-{node:04d}"
         samples = []
-        for tick in range(TICKS_PER_REQUEST):
+        for tick in range(window * ticks, (window + 1) * ticks):
             for g in range(GPUS_PER_HOST):
                 load = rng.random()
                 samples.append(
                     GpuSample(
                         time_ns=t0 + tick * NS,
                         index=g,
-                        uuid=f"GPU-{seed % 65536:04x}{r:04x}-{g:04x}-4a5b-8c9d-0123456789ab",
+                        uuid=f"GPU-{seed % 65536:04x}{node:04x}-{g:04x}-4a5b-8c9d-0123456789ab",
                         name="NVIDIA H100 80GB HBM3",
                         util_gpu_pct=int(load * 100),
                         util_mem_pct=int(load * 45),
@@ -703,6 +711,19 @@ def main(argv: list[str] | None = None) -> int:
                 args.repeats,
             )
             record("GPU samples: OTLP decode + normalise + store (ours)", scale, rows, t)
+            small = g * TICKS_PER_REQUEST // SMALL_TICKS  # the same rows in the collector's 5-s requests
+            t = medians(
+                lambda small=small: ours_logged(
+                    logged,
+                    writer,
+                    make_gpu_requests(small, seed=next(seeds), ticks=SMALL_TICKS, hosts=SMALL_HOSTS),
+                    GPU_PATH,
+                ),
+                args.repeats,
+            )
+            rows_each = SMALL_TICKS * GPUS_PER_HOST
+            label = f"GPU samples: OTLP decode + normalise + store (ours), {rows_each}-row requests"
+            record(label, scale, rows, t)
             t = medians(lambda g=g: ours_gpu(ingest, make_gpu_requests(g, seed=next(seeds))), args.repeats)
             record(
                 "GPU samples: OTLP decode + normalise + store, one insert per request (FLUSH_S=0)",

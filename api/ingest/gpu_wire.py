@@ -19,8 +19,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from opentelemetry.proto.metrics.v1.metrics_pb2 import NumberDataPoint
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ResourceMessage
 
 from api.ingest.gpu_points import rows_token
+from api.ingest.spans import AttributeDecoder, Resource, resource_of
 
 _metrics: ModuleType | None
 try:  # built by `pip install` next to _otlp (pyproject.toml)
@@ -77,6 +80,52 @@ def scan(data: bytes, names: dict[str, int]) -> Scan | None:
         np.frombuffer(group, np.int32),
         points,
     )
+
+
+class Known:
+    """Attribute sets and resources already decoded, by their bytes. A collector sends its
+    host's GPUs with the same attributes in every request, so nearly every set a request
+    holds was decoded for an earlier one. Bounded: past `limit` entries it starts afresh.
+    The values are shared between requests: never mutate them. One per ingest service."""
+
+    __slots__ = ("_limit", "_resources", "_sets")
+
+    def __init__(self, limit: int = 8192) -> None:
+        self._limit = limit
+        self._sets: dict[tuple[int, bytes], tuple[dict[str, Any], int]] = {}
+        self._resources: dict[tuple[int, bytes], tuple[Resource, int]] = {}
+
+    def attributes(self, blob: bytes, decoder: AttributeDecoder) -> tuple[dict[str, Any], int]:
+        """The set's attributes, and how many values decoding it cuts short (not yet
+        counted: it is counted once per point that carries the set). Raises DecodeError
+        for bytes upb refuses."""
+        key = (decoder.max_bytes, blob)
+        found = self._sets.get(key)
+        if found is None:
+            kvs = NumberDataPoint.FromString(blob).attributes
+            before = decoder.truncated
+            attrs = decoder.decode(kvs) if kvs else {}
+            found = attrs, decoder.truncated - before
+            decoder.truncated = before
+            if len(self._sets) >= self._limit:
+                self._sets = {}
+            self._sets[key] = found
+        return found
+
+    def resource(self, blob: bytes, decoder: AttributeDecoder) -> Resource:
+        """The resource these bytes encode (its cut-short values counted on `decoder`)."""
+        key = (decoder.max_bytes, blob)
+        found = self._resources.get(key)
+        if found is None:
+            before = decoder.truncated
+            resource = resource_of(decoder.decode(ResourceMessage.FromString(blob).attributes))
+            found = resource, decoder.truncated - before
+            decoder.truncated = before
+            if len(self._resources) >= self._limit:
+                self._resources = {}
+            self._resources[key] = found
+        decoder.truncated += found[1]
+        return found[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,12 +225,16 @@ class WireRows:
     def table(self, schema: pa.Schema) -> pa.Table:
         n = self._n
         rows = pa.array(self._row_gpu)
-        arrays: list[pa.Array] = [pa.array(self._time // 1_000_000, type=schema.field("time").type)]
+        ms = self._time // 1_000_000
+        arrays: list[pa.Array] = [
+            pa.Array.from_buffers(schema.field("time").type, n, [None, pa.py_buffer(ms)])
+        ]
         for i in range(3):  # cluster, host, gpu_uuid
             arrays.append(pa.array([g[i] for g in self._gpus], pa.string()).take(rows))
         facts, first = self._facts, self._row_set
         labels = pa.array(self._labels, pa.string())
-        arrays.append(pa.array(facts.index[first], type=schema.field("gpu_index").type))
+        index = facts.index.astype(np.uint16)[first]
+        arrays.append(pa.Array.from_buffers(pa.uint16(), n, [None, pa.py_buffer(index)]))
         arrays.append(labels.take(pa.array(facts.name[first])))
         arrays.append(labels.take(pa.array(facts.deployment[first])))
         for (data, valid, nulls), name in zip(self._columns, schema.names[7:20], strict=True):

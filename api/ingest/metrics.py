@@ -18,8 +18,7 @@ import numpy as np
 import pyarrow as pa
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, NumberDataPoint
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ResourceMessage
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
 from api.ingest import gpu_wire
 from api.ingest.body import Encoding, check_count, parse
@@ -140,7 +139,14 @@ class MetricBatch:
 
 
 def read_metrics(
-    data: bytes, encoding: Encoding, *, max_items: int, max_attribute_bytes: int, now_ns: int, oldest_ns: int
+    data: bytes,
+    encoding: Encoding,
+    *,
+    max_items: int,
+    max_attribute_bytes: int,
+    now_ns: int,
+    oldest_ns: int,
+    known: gpu_wire.Known | None = None,
 ) -> MetricBatch:
     """An OTLP metrics request body (decompressed) to rows, or `BadRequest` when it does not
     decode or holds more than `max_items` data points.
@@ -148,11 +154,12 @@ def read_metrics(
     Protobuf goes to the compiled reader first (`api.ingest.gpu_wire`): it reads the GPU
     points and hands back the rest as bytes; anything it does not read as upb would, upb
     parses whole (refusing it with its own reason) for the Python path, as it does a
-    request over `max_items`, so the reason given is the one upb and the count give."""
+    request over `max_items`, so the reason given is the one upb and the count give.
+    `known`: attribute sets decoded for earlier requests (the service keeps one)."""
     if encoding is Encoding.PROTOBUF:
         found = gpu_wire.scan(data, FIELD_CODES)
         if found is not None and found.points <= max_items:
-            batch = _from_scan(found, max_attribute_bytes, now_ns, oldest_ns)
+            batch = _from_scan(found, max_attribute_bytes, now_ns, oldest_ns, known or gpu_wire.Known())
             if batch is not None:
                 return batch
     request = parse(data, encoding, ExportMetricsServiceRequest)
@@ -169,28 +176,27 @@ def read_metrics(
 
 
 def _from_scan(
-    found: gpu_wire.Scan, max_attribute_bytes: int, now_ns: int, oldest_ns: int
+    found: gpu_wire.Scan, max_attribute_bytes: int, now_ns: int, oldest_ns: int, known: gpu_wire.Known
 ) -> MetricBatch | None:
     """The batch from the compiled reader's scan; None where upb refuses a part it handed
     back (the caller then lets upb refuse the whole request)."""
+    decoder = AttributeDecoder(max_attribute_bytes)
     try:
-        resource_messages = [ResourceMessage.FromString(r) for r in found.resources]
-        sets = [NumberDataPoint.FromString(s).attributes for s in found.sets]
+        resources = [known.resource(r, decoder) for r in found.resources]
+        sets = [known.attributes(s, decoder) for s in found.sets]
         others = {i: Metric.FromString(item[1]) for i, item in enumerate(found.items) if len(item) == 2}
     except DecodeError:
         return None
-    decoder = AttributeDecoder(max_attribute_bytes)
-    resources = [resource_of(decoder.decode(r.attributes)) for r in resource_messages]
     batch = MetricBatch()
     rows = GpuRows()  # numbers the GPUs and labels
     uses = np.bincount(found.set_of_point, minlength=len(sets)).tolist()
     n = len(sets)
     gpu, pid = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
     index, name, deployment = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
-    for i, (attributes, owner, count) in enumerate(zip(sets, found.set_resource.tolist(), uses, strict=True)):
-        before = decoder.truncated
-        attrs = decoder.decode(attributes) if attributes else {}
-        decoder.truncated += (decoder.truncated - before) * (count - 1)  # once per point, as the loop counts
+    for i, ((attrs, truncated), owner, count) in enumerate(
+        zip(sets, found.set_resource.tolist(), uses, strict=True)
+    ):
+        decoder.truncated += truncated * count  # once per point, as the per-point loop counts
         resource = resources[owner]
         uuid = attrs.get("gpu.uuid")
         if uuid:

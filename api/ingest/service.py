@@ -17,6 +17,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from api.ingest import gpu_wire
 from api.ingest.body import Encoding, Limits, decompress, encoding_of, serialize
 from api.ingest.metrics import read_metrics
 from api.ingest.traces import read_traces
@@ -57,6 +58,7 @@ class Ingestor:
         self._writer = writer
         self._metrics = metrics
         self._limits = Limits(settings.max_body_bytes, settings.max_decompressed_bytes)
+        self._known = gpu_wire.Known()  # GPU attribute sets decoded for earlier requests
 
     def encoding(self, content_type: str | None) -> Encoding:
         return encoding_of(content_type)
@@ -98,6 +100,7 @@ class Ingestor:
             max_attribute_bytes=self._settings.max_attribute_bytes,
             now_ns=now_ns,
             oldest_ns=now_ns - self._settings.raw_ttl_days * 86_400 * 10**9,
+            known=self._known,
         )
         if batch.gpu_rows:
             self._writer.write("gpu_samples", batch.gpu_table(), batch.gpu_token())

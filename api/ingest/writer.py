@@ -292,7 +292,10 @@ class LoggedWriter:
             if records is None:
                 records = wal.read_segment(segment.path).records
             tokens = [record.token for record in records]
+            # One chunk per column: chDB reads a column of many chunks (one per request) far
+            # slower than the same rows in one (768 40-row requests: 280 → 100 ms).
             rows = pa.concat_tables([record.rows for record in records], promote_options="default")
+            rows = rows.combine_chunks()
             group = hashlib.sha256("\n".join(tokens).encode()).hexdigest()
             self._store.insert(lane.table, rows, dedup_token=group)
         except StoreError as exc:
