@@ -35,7 +35,13 @@ NOW = gpu_fuzz.NOW
 OLDEST = gpu_fuzz.OLDEST
 
 
-def compiled(wire_bytes: bytes, max_bytes: int = 64, now: int = NOW, oldest: int = OLDEST) -> MetricBatch:
+def compiled(
+    wire_bytes: bytes,
+    max_bytes: int = 64,
+    now: int = NOW,
+    oldest: int = OLDEST,
+    known: gpu_wire.Known | None = None,
+) -> MetricBatch:
     return read_metrics(
         wire_bytes,
         Encoding.PROTOBUF,
@@ -43,6 +49,7 @@ def compiled(wire_bytes: bytes, max_bytes: int = 64, now: int = NOW, oldest: int
         max_attribute_bytes=max_bytes,
         now_ns=now,
         oldest_ns=oldest,
+        known=known,
     )
 
 
@@ -102,6 +109,20 @@ def test_any_metrics_request_reads_the_same_both_ways(
     """Engine metrics, histograms, summaries and GPU fields with odd attributes, mixed."""
     body = request.SerializeToString()
     assert_same(python(body, oldest=oldest), compiled(body, oldest=oldest))
+
+
+KNOWN = gpu_wire.Known(limit=6)  # shared by every example below, and small: it starts afresh often
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(gpu_fuzz.requests(), min_size=1, max_size=3), st.sampled_from([8, 64]))
+def test_sets_decoded_for_earlier_requests_give_what_decoding_them_afresh_gives(
+    bodies: list[bytes], max_bytes: int
+) -> None:
+    """The service keeps one `Known` for all requests: a set decoded before (under either
+    attribute limit) must give the same attributes and the same truncation counts."""
+    for body in bodies:
+        assert_same(compiled(body, max_bytes), compiled(body, max_bytes, known=KNOWN))
 
 
 def test_a_collector_minute_is_read_in_c_and_matches_the_reference() -> None:
