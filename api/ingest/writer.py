@@ -26,7 +26,7 @@ import logging
 import os
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -124,8 +124,10 @@ class LoggedWriter:
         self._max_bytes = max_bytes
         self._window_s = dedup_window_s
         self._lanes: dict[str, _Lane] = {}
-        self._recent: dict[int, float] = {}
-        """First 64 bits of each accepted token → when it was accepted (wall clock), oldest first."""
+        self._recent: OrderedDict[int, float] = OrderedDict()
+        """First 64 bits of each accepted token → when it was accepted (wall clock), oldest
+        first. Ordered so the oldest goes in O(1): a plain dict emptied from the front scans
+        the slots it freed on every lookup of its first key (≈ 50 µs a request at 200,000)."""
         self._waiting_bytes = 0
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -398,10 +400,10 @@ class LoggedWriter:
         recent = self._recent
         oldest = now - self._window_s
         while recent:
-            key = next(iter(recent))
-            if recent[key] >= oldest and len(recent) < MAX_TOKENS:
+            at = next(iter(recent.values()))
+            if at >= oldest and len(recent) < MAX_TOKENS:
                 break
-            del recent[key]
+            recent.popitem(last=False)
 
     def _load_tokens(self) -> None:
         """Tokens of rows already inserted, from the file `_remember` appends to; rewritten
