@@ -288,44 +288,33 @@ static int add_item(Scan *s, PyObject *item) {
     return failed ? ERROR : OK;
 }
 
+/* Metric fields: name, description, unit (1-3), the data oneof (5 gauge, 7 sum,
+ * 9 histogram, 10 exponential histogram, 11 summary) and metadata (12): all length-delimited. */
+#define METRIC_FIELDS (0xe | 1u << 5 | 1u << 7 | 1u << 9 | 1u << 10 | 1u << 11 | 1u << 12)
+
 static int scan_metric(Scan *s, Reader r) {
     const Reader whole = r;
-    Reader name = {NULL, NULL}, data = {NULL, NULL};
+    Reader name = {NULL, NULL}, data = {NULL, NULL}, sub;
     uint32_t data_field = 0, number;
-    int wire_type, status;
-    while (r.p < r.end) {
-        if ((status = read_tag(&r, &number, &wire_type)) != OK)
-            return status;
-        Reader sub;
-        switch (number) {
-        case 1: case 2: case 3: /* name, description, unit */
-            if (wire_type != WT_LEN)
-                return FALLBACK;
-            if ((status = read_len(&r, &sub)) != OK)
-                return status;
+    int status;
+    while ((status = next_len_in(&r, METRIC_FIELDS, &number, &sub)) == OK) {
+        if (number <= 3) {
             if (utf8_chars(&sub) < 0)
                 return FALLBACK;
             if (number == 1)
                 name = sub;
-            break;
-        case 5: case 7: case 9: case 10: case 11: /* the data oneof: once, or upb merges */
-            if (wire_type != WT_LEN || data_field)
-                return FALLBACK;
-            if ((status = read_len(&r, &data)) != OK)
+        } else if (number == 12) {
+            if ((status = check_message(sub, 'K', 0)) != OK)
                 return status;
+        } else {
+            if (data_field)
+                return FALLBACK; /* the data oneof twice: upb merges or replaces */
+            data = sub;
             data_field = number;
-            break;
-        case 12: /* metadata: KeyValues */
-            if (wire_type != WT_LEN)
-                return FALLBACK;
-            if ((status = read_len(&r, &sub)) != OK || (status = check_message(sub, 'K', 0)) != OK)
-                return status;
-            break;
-        default:
-            if ((status = skip(&r, wire_type)) != OK)
-                return status;
         }
     }
+    if (status != DONE)
+        return status;
     PyObject *code = NULL;
     if ((data_field == 5 || data_field == 7) && name.p != NULL) {
         PyObject *key = PyUnicode_DecodeUTF8((const char *)name.p, name.end - name.p, NULL);
@@ -361,22 +350,12 @@ static int scan_metric(Scan *s, Reader r) {
     return add_item(s, bytes == NULL ? NULL : Py_BuildValue("(iN)", s->resource, bytes));
 }
 
+/* ScopeMetrics: scope (1), metrics (2) and schema_url (3), all length-delimited. */
 static int scan_scope_metrics(Scan *s, Reader r) {
+    Reader sub;
     uint32_t number;
-    int wire_type, status;
-    while (r.p < r.end) {
-        if ((status = read_tag(&r, &number, &wire_type)) != OK)
-            return status;
-        if (number < 1 || number > 3) {
-            if ((status = skip(&r, wire_type)) != OK)
-                return status;
-            continue;
-        }
-        Reader sub;
-        if (wire_type != WT_LEN)
-            return FALLBACK;
-        if ((status = read_len(&r, &sub)) != OK)
-            return status;
+    int status;
+    while ((status = next_len_in(&r, 0xe, &number, &sub)) == OK) {
         if (number == 1)
             status = check_message(sub, 'I', 0); /* the scope: unused, but upb checks it */
         else if (number == 2)
@@ -386,9 +365,10 @@ static int scan_scope_metrics(Scan *s, Reader r) {
         if (status != OK)
             return status;
     }
-    return OK;
+    return status == DONE ? OK : status;
 }
 
+/* ResourceMetrics: resource (1), scope_metrics (2) and schema_url (3), all length-delimited. */
 static int scan_resource_metrics(Scan *s, Reader r) {
     s->resource = (int32_t)PyList_GET_SIZE(s->resources);
     PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
@@ -398,28 +378,15 @@ static int scan_resource_metrics(Scan *s, Reader r) {
     }
     Py_DECREF(empty);
     int has_resource = 0;
+    Reader sub;
     uint32_t number;
-    int wire_type, status;
-    while (r.p < r.end) {
-        if ((status = read_tag(&r, &number, &wire_type)) != OK)
-            return status;
-        if (number < 1 || number > 3) {
-            if ((status = skip(&r, wire_type)) != OK)
-                return status;
-            continue;
-        }
-        Reader sub;
-        if (wire_type != WT_LEN)
-            return FALLBACK;
-        if ((status = read_len(&r, &sub)) != OK)
-            return status;
+    int status;
+    while ((status = next_len_in(&r, 0xe, &number, &sub)) == OK) {
         if (number == 1) {
             if (has_resource++)
                 return FALLBACK; /* upb would merge the two */
             PyObject *bytes = PyBytes_FromStringAndSize((const char *)sub.p, sub.end - sub.p);
-            if (bytes == NULL)
-                return ERROR;
-            if (PyList_SetItem(s->resources, s->resource, bytes) != 0) /* in place of b"" */
+            if (bytes == NULL || PyList_SetItem(s->resources, s->resource, bytes) != 0) /* for b"" */
                 return ERROR;
         } else if (number == 2) {
             if ((status = scan_scope_metrics(s, sub)) != OK)
@@ -428,7 +395,7 @@ static int scan_resource_metrics(Scan *s, Reader r) {
             return FALLBACK;
         }
     }
-    return OK;
+    return status == DONE ? OK : status;
 }
 
 static void release_scan(Scan *s) {
@@ -491,24 +458,12 @@ static PyObject *scan_metrics(PyObject *module, PyObject *args) {
             PyErr_NoMemory();
         status = ERROR;
     }
-    Reader r = {(const uint8_t *)data.buf, (const uint8_t *)data.buf + data.len};
+    Reader r = {(const uint8_t *)data.buf, (const uint8_t *)data.buf + data.len}, sub;
     uint32_t number;
-    int wire_type;
-    while (status == OK && r.p < r.end) {
-        if ((status = read_tag(&r, &number, &wire_type)) != OK)
-            break;
-        if (number != 1) {
-            status = skip(&r, wire_type);
-            continue;
-        }
-        Reader sub;
-        if (wire_type != WT_LEN) {
-            status = FALLBACK;
-            break;
-        }
-        if ((status = read_len(&r, &sub)) == OK)
-            status = scan_resource_metrics(&s, sub);
-    }
+    while (status == OK && (status = next_len_in(&r, 1u << 1, &number, &sub)) == OK)
+        status = scan_resource_metrics(&s, sub); /* ExportMetricsServiceRequest.resource_metrics */
+    if (status == DONE)
+        status = OK;
     if (status == OK)
         result = scan_result(&s);
     else if (!PyErr_Occurred())

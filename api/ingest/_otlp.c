@@ -1201,23 +1201,11 @@ static PyObject *decode_traces(PyObject *module, PyObject *args) {
             goto done;
     }
     uint32_t field;
-    int wire_type;
-    while (r.p < r.end && status == OK) {
-        if ((status = read_tag(&r, &field, &wire_type)) != OK)
-            break;
-        if (field != 1) {
-            status = skip(&r, wire_type);
-            continue;
-        }
-        Reader sub;
-        if (wire_type != WT_LEN) {
-            status = FALLBACK;
-            break;
-        }
-        if ((status = read_len(&r, &sub)) != OK)
-            break;
+    Reader sub;
+    while (status == OK && (status = next_len_in(&r, 1u << 1, &field, &sub)) == OK)
         status = decode_resource_spans(st, sub, span_type, rules_tuple == Py_None ? NULL : &rules, &plan, out);
-    }
+    if (status == DONE)
+        status = OK;
 done:
     if (status == OK && out != NULL) {
         result = Py_BuildValue("(OL)", out, st->truncated);

@@ -213,6 +213,25 @@ static inline int check_message(Reader r, char type, int depth) {
     return OK;
 }
 
+/* The next field of `r` whose number has its bit set in `known` (all of them length-
+ * delimited in the message read: FALLBACK if one comes with another wire type), the others
+ * skipped: OK with `number` and `out` set, DONE at the end of `r`, or why it stopped. */
+static inline int next_len_in(Reader *r, uint32_t known, uint32_t *number, Reader *out) {
+    int wire_type, status;
+    while (r->p < r->end) {
+        if ((status = read_tag(r, number, &wire_type)) != OK)
+            return status;
+        if (*number < 32 && (known >> *number & 1)) {
+            if (wire_type != WT_LEN)
+                return FALLBACK;
+            return read_len(r, out);
+        }
+        if ((status = skip(r, wire_type)) != OK)
+            return status;
+    }
+    return DONE;
+}
+
 /* The next length-delimited field numbered `number` in `r`, other fields skipped: OK with
  * `out` set, DONE at the end of `r`, or why it stopped. */
 static inline int next_len_field(Reader *r, uint32_t number, Reader *out) {

@@ -189,60 +189,51 @@ def join(
     return Joined(np.frombuffer(reasons, np.uint8), rejected, rows)
 
 
+@dataclass(frozen=True, slots=True)
 class WireRows:
     """The rows `join` made: `len`, `table(schema)` and `token()`, like `GpuRows`."""
 
-    __slots__ = ("_columns", "_facts", "_gpus", "_labels", "_n", "_procs", "_row_gpu", "_row_set", "_time")
-
-    def __init__(
-        self,
-        gpus: list[tuple[str, str, str]],
-        labels: list[str],
-        n: int,
-        time: np.ndarray,
-        row_gpu: np.ndarray,
-        row_set: np.ndarray,
-        facts: SetFacts,
-        columns: list[tuple[bytes, bytes, int]],
-        procs: tuple[bytes, bytes, bytes, bytes],
-    ) -> None:
-        self._gpus = gpus
-        self._labels = labels
-        self._n = n
-        self._time = time
-        self._row_gpu = row_gpu
-        self._row_set = row_set
-        self._facts = facts
-        self._columns = columns
-        self._procs = procs
+    gpus: list[tuple[str, str, str]]
+    """(cluster, host, uuid) of each GPU id."""
+    labels: list[str]
+    """The text of each label id (gpu.name and deployment values)."""
+    n: int
+    time: np.ndarray  # int64 ns, per row
+    row_gpu: np.ndarray  # int32 GPU id, per row
+    row_set: np.ndarray  # int32, per row: the attribute set of the point that started it
+    facts: SetFacts
+    columns: list[tuple[bytes, bytes, int]]
+    """Per gpu_samples column 0..12: values, validity bitmap, null count."""
+    procs: tuple[bytes, bytes, bytes, bytes]
+    """The process lists: offsets, pids, memory, SM share."""
 
     def __len__(self) -> int:
-        return self._n
+        return self.n
 
     def token(self) -> str:
-        return rows_token(self._gpus, self._row_gpu, self._time)
+        return rows_token(self.gpus, self.row_gpu, self.time)
 
     def table(self, schema: pa.Schema) -> pa.Table:
-        n = self._n
-        rows = pa.array(self._row_gpu)
-        ms = self._time // 1_000_000
+        n = self.n
+        rows = pa.array(self.row_gpu)
+        ms = self.time // 1_000_000
         arrays: list[pa.Array] = [
             pa.Array.from_buffers(schema.field("time").type, n, [None, pa.py_buffer(ms)])
         ]
         for i in range(3):  # cluster, host, gpu_uuid
-            arrays.append(pa.array([g[i] for g in self._gpus], pa.string()).take(rows))
-        facts, first = self._facts, self._row_set
-        labels = pa.array(self._labels, pa.string())
+            arrays.append(pa.array([g[i] for g in self.gpus], pa.string()).take(rows))
+        facts, first = self.facts, self.row_set
+        labels = pa.array(self.labels, pa.string())
         index = facts.index.astype(np.uint16)[first]
         arrays.append(pa.Array.from_buffers(pa.uint16(), n, [None, pa.py_buffer(index)]))
         arrays.append(labels.take(pa.array(facts.name[first])))
         arrays.append(labels.take(pa.array(facts.deployment[first])))
-        for (data, valid, nulls), name in zip(self._columns, schema.names[7:20], strict=True):
+        for (data, valid, nulls), name in zip(self.columns, schema.names[7:20], strict=True):
             bitmap = pa.py_buffer(valid) if nulls else None
             arrays.append(
                 pa.Array.from_buffers(schema.field(name).type, n, [bitmap, pa.py_buffer(data)], nulls)
             )
-        offsets, pids, mem, sm = (pa.py_buffer(b) for b in self._procs)
+        offsets, pids, mem, sm = (pa.py_buffer(b) for b in self.procs)
         n_procs = len(pids) // 4
         offsets_array = pa.Array.from_buffers(pa.int32(), n + 1, [None, offsets])
         for name, values in zip(schema.names[20:], (pids, mem, sm), strict=True):
