@@ -185,7 +185,7 @@ def _from_scan(
         resources = [known.resource(r, decoder) for r in found.resources]
         sets = [known.attributes(s, decoder) for s in found.sets]
         others = {i: Metric.FromString(item[1]) for i, item in enumerate(found.items) if len(item) == 2}
-    except DecodeError:
+    except (DecodeError, RuntimeError, ValueError):  # what `parse` turns into its 400
         return None
     batch = MetricBatch()
     rows = GpuRows()  # numbers the GPUs and labels
