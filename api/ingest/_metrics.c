@@ -773,6 +773,281 @@ done:
     return result;
 }
 
+
+/* --- the Arrow batch ------------------------------------------------------------------------ */
+
+/* The Arrow C data interface (arrow/c/abi.h): pyarrow imports the rows from it in one call,
+ * where building them from Python costs ≈ 40 pyarrow objects a request. */
+struct ArrowArray {
+    int64_t length, null_count, offset, n_buffers, n_children;
+    const void **buffers;
+    struct ArrowArray **children;
+    struct ArrowArray *dictionary;
+    void (*release)(struct ArrowArray *);
+    void *private_data;
+};
+
+#define N_ROW_FIELDS 23 /* gpu_samples' columns, in api/ingest/metrics.py GPU_SCHEMA order */
+#define N_LISTS 3
+
+/* Everything a batch owns, in one allocation that the root's release frees. */
+typedef struct {
+    struct ArrowArray root, fields[N_ROW_FIELDS], values[N_LISTS];
+    struct ArrowArray *field_ptrs[N_ROW_FIELDS], *value_ptrs[N_LISTS];
+    const void *buffers[N_ROW_FIELDS + N_LISTS][3];
+    const void *root_buffers[1];
+    char *memory;
+} Batch;
+
+static void release_child(struct ArrowArray *array) { array->release = NULL; }
+
+static void release_batch(struct ArrowArray *array) {
+    Batch *batch = array->private_data;
+    PyMem_RawFree(batch->memory);
+    PyMem_RawFree(batch); /* `array` is batch->root, or a moved copy of it */
+    array->release = NULL;
+}
+
+/* Bump allocation in the batch's memory, 64-byte aligned as Arrow prefers. */
+typedef struct {
+    char *at, *end;
+} Arena;
+
+static void *take_bytes(Arena *arena, Py_ssize_t n) {
+    char *p = arena->at;
+    arena->at += (n + 63) & ~(Py_ssize_t)63;
+    return p;
+}
+
+static struct ArrowArray *plain(Batch *b, int i, int64_t length, int64_t nulls, const void *valid, const void *data) {
+    struct ArrowArray *a = &b->fields[i];
+    b->buffers[i][0] = valid;
+    b->buffers[i][1] = data;
+    *a = (struct ArrowArray){length, nulls, 0, 2, 0, b->buffers[i], NULL, NULL, release_child, NULL};
+    return a;
+}
+
+/* UTF-8 of each text in `texts` (a list of str): pointers and lengths, borrowed from the str. */
+static int utf8_of(PyObject *texts, const char ***out, Py_ssize_t **lens) {
+    Py_ssize_t n = PyList_GET_SIZE(texts);
+    *out = PyMem_Malloc((n + 1) * sizeof(char *));
+    *lens = PyMem_Malloc((n + 1) * sizeof(Py_ssize_t));
+    if (*out == NULL || *lens == NULL) {
+        PyErr_NoMemory();
+        return ERROR;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *text = PyList_GET_ITEM(texts, i);
+        if (!PyUnicode_Check(text)) {
+            PyErr_SetString(PyExc_TypeError, "texts must be str");
+            return ERROR;
+        }
+        (*out)[i] = PyUnicode_AsUTF8AndSize(text, &(*lens)[i]);
+        if ((*out)[i] == NULL)
+            return ERROR;
+    }
+    return OK;
+}
+
+/* A string column: row k holds text[ids[k]]. */
+static void strings(Batch *b, int i, Arena *arena, int64_t n, const int32_t *ids, const char **text,
+                    const Py_ssize_t *lens, Py_ssize_t chars) {
+    int32_t *offsets = take_bytes(arena, (n + 1) * sizeof(int32_t));
+    char *data = take_bytes(arena, chars), *at = data;
+    offsets[0] = 0;
+    for (int64_t k = 0; k < n; k++) {
+        memcpy(at, text[ids[k]], lens[ids[k]]);
+        at += lens[ids[k]];
+        offsets[k + 1] = (int32_t)(at - data);
+    }
+    b->buffers[i][0] = NULL;
+    b->buffers[i][1] = offsets;
+    b->buffers[i][2] = data;
+    b->fields[i] = (struct ArrowArray){n, 0, 0, 3, 0, b->buffers[i], NULL, NULL, release_child, NULL};
+}
+
+static Py_ssize_t text_bytes(int64_t n, const int32_t *ids, const Py_ssize_t *lens) {
+    Py_ssize_t total = 0;
+    for (int64_t k = 0; k < n; k++)
+        total += lens[ids[k]];
+    return total;
+}
+
+/* arrow_batch(n, row_ns, row_gpu, row_set, clusters, hosts, uuids, gpu_of_text..., labels,
+ * set_index, set_name, set_deployment, columns, widths, procs) -> address of an ArrowArray
+ * (a struct of gpu_samples' columns) for pyarrow.RecordBatch._import_from_c. */
+static PyObject *arrow_batch(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_ssize_t n;
+    Py_buffer row_ns = {0}, row_gpu = {0}, row_set = {0}, set_index = {0}, set_name = {0}, set_deployment = {0};
+    PyObject *gpu_texts, *labels, *columns, *widths_seq, *procs;
+    if (!PyArg_ParseTuple(args, "ny*y*y*O!O!y*y*y*O!OO!:arrow_batch", &n, &row_ns, &row_gpu, &row_set,
+                          &PyList_Type, &gpu_texts, &PyList_Type, &labels, &set_index, &set_name, &set_deployment,
+                          &PyList_Type, &columns, &widths_seq, &PyTuple_Type, &procs))
+        return NULL;
+    PyObject *result = NULL;
+    Batch *b = NULL;
+    const char **gpu_text = NULL, **label_text = NULL;
+    Py_ssize_t *gpu_len = NULL, *label_len = NULL;
+    int32_t *ids = NULL;
+    Py_buffer proc[4] = {{0}};
+    int widths[N_COLUMNS];
+    Py_ssize_t n_sets = set_index.len / 8, n_gpus = PyList_GET_SIZE(gpu_texts) / 3;
+    const int32_t *gpu = row_gpu.buf, *first = row_set.buf;
+    if (n < 0 || row_ns.len != n * 8 || row_gpu.len != n * 4 || row_set.len != n * 4 || set_name.len != n_sets * 8 ||
+        set_deployment.len != n_sets * 8 || PyList_GET_SIZE(columns) != N_COLUMNS || PyTuple_GET_SIZE(procs) != 4 ||
+        PyList_GET_SIZE(gpu_texts) != n_gpus * 3) {
+        PyErr_SetString(PyExc_ValueError, "arrow_batch: inputs of different lengths");
+        goto done;
+    }
+    if (!PyArg_ParseTuple(widths_seq, "iiiiiiiiiiiii", &widths[0], &widths[1], &widths[2], &widths[3], &widths[4],
+                          &widths[5], &widths[6], &widths[7], &widths[8], &widths[9], &widths[10], &widths[11],
+                          &widths[12]))
+        goto done;
+    for (int c = 0; c < N_COLUMNS; c++) {
+        if (widths[c] != 1 && widths[c] != 2 && widths[c] != 4 && widths[c] != 8) {
+            PyErr_SetString(PyExc_ValueError, "a width is 1, 2, 4 or 8 bytes");
+            goto done;
+        }
+    }
+    for (int k = 0; k < 4; k++)
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(procs, k), &proc[k], PyBUF_SIMPLE) != 0)
+            goto done;
+    Py_ssize_t n_procs = proc[1].len / 4;
+    if (proc[0].len != (n + 1) * 4 || proc[2].len != n_procs * 8 || proc[3].len != n_procs) {
+        PyErr_SetString(PyExc_ValueError, "arrow_batch: process lists of different lengths");
+        goto done;
+    }
+    if (utf8_of(gpu_texts, &gpu_text, &gpu_len) != OK || utf8_of(labels, &label_text, &label_len) != OK)
+        goto done;
+    Py_ssize_t n_labels = PyList_GET_SIZE(labels);
+    ids = PyMem_Malloc((3 * n + 1) * sizeof(int32_t)); /* per row: cluster, host, uuid text ids */
+    if (ids == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const int64_t *index_of = set_index.buf, *name_of = set_name.buf, *deployment_of = set_deployment.buf;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (gpu[k] < 0 || gpu[k] >= n_gpus || first[k] < 0 || first[k] >= n_sets ||
+            name_of[first[k]] < 0 || name_of[first[k]] >= n_labels || deployment_of[first[k]] < 0 ||
+            deployment_of[first[k]] >= n_labels) {
+            PyErr_SetString(PyExc_ValueError, "arrow_batch: an id out of range");
+            goto done;
+        }
+    }
+    /* Sizes first, then one allocation. */
+    Py_ssize_t total = 64 * 64;
+    int32_t *part_ids[5];
+    for (int c = 0; c < 3; c++) {
+        part_ids[c] = ids + c * n;
+        for (Py_ssize_t k = 0; k < n; k++)
+            part_ids[c][k] = gpu[k] * 3 + c;
+        total += (n + 1) * 4 + text_bytes(n, part_ids[c], gpu_len) + 128;
+    }
+    total += 8 * n + 2 * n + 128 * 2;
+    Py_ssize_t label_chars = 0;
+    for (Py_ssize_t k = 0; k < n; k++)
+        label_chars += label_len[name_of[first[k]]] + label_len[deployment_of[first[k]]];
+    total += 2 * ((n + 1) * 4 + 64 + 4 * n) + label_chars + 128;
+    for (int c = 0; c < N_COLUMNS; c++)
+        total += n * widths[c] + (n + 7) / 8 + 128;
+    total += proc[0].len + proc[1].len + proc[2].len + proc[3].len + 4 * 64;
+    b = PyMem_RawCalloc(1, sizeof(Batch));
+    char *memory = b == NULL ? NULL : PyMem_RawMalloc(total + 64);
+    if (memory == NULL) {
+        PyMem_RawFree(b);
+        b = NULL;
+        PyErr_NoMemory();
+        goto done;
+    }
+    b->memory = memory;
+    Arena arena = {(char *)(((uintptr_t)memory + 63) & ~(uintptr_t)63), memory + total + 64};
+
+    /* time (ms), cluster, host, gpu_uuid, gpu_index, gpu_name, deployment */
+    int64_t *ms = take_bytes(&arena, n * 8);
+    const uint64_t *ns = row_ns.buf;
+    for (Py_ssize_t k = 0; k < n; k++)
+        ms[k] = (int64_t)(ns[k] / 1000000u);
+    plain(b, 0, n, 0, NULL, ms);
+    for (int c = 0; c < 3; c++)
+        strings(b, 1 + c, &arena, n, part_ids[c], gpu_text, gpu_len, text_bytes(n, part_ids[c], gpu_len));
+    uint16_t *index = take_bytes(&arena, n * 2);
+    int32_t *name_ids = take_bytes(&arena, n * 4), *deployment_ids = take_bytes(&arena, n * 4);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        index[k] = (uint16_t)index_of[first[k]];
+        name_ids[k] = (int32_t)name_of[first[k]];
+        deployment_ids[k] = (int32_t)deployment_of[first[k]];
+    }
+    plain(b, 4, n, 0, NULL, index);
+    strings(b, 5, &arena, n, name_ids, label_text, label_len, text_bytes(n, name_ids, label_len));
+    strings(b, 6, &arena, n, deployment_ids, label_text, label_len, text_bytes(n, deployment_ids, label_len));
+    /* the 13 measurements, with their validity */
+    for (int c = 0; c < N_COLUMNS; c++) {
+        PyObject *column = PyList_GET_ITEM(columns, c);
+        Py_buffer data, valid;
+        Py_ssize_t nulls;
+        if (!PyArg_ParseTuple(column, "y*y*n", &data, &valid, &nulls))
+            goto done;
+        int ok = data.len == n * widths[c] && valid.len == (n + 7) / 8 && nulls >= 0 && nulls <= n;
+        void *d = take_bytes(&arena, n * widths[c]), *v = take_bytes(&arena, (n + 7) / 8);
+        if (ok) {
+            memcpy(d, data.buf, data.len);
+            memcpy(v, valid.buf, valid.len);
+        }
+        PyBuffer_Release(&data);
+        PyBuffer_Release(&valid);
+        if (!ok) {
+            PyErr_SetString(PyExc_ValueError, "arrow_batch: a column of another length");
+            goto done;
+        }
+        plain(b, 7 + c, n, nulls, nulls ? v : NULL, d);
+    }
+    /* the process lists: one offsets buffer, three value arrays */
+    int32_t *offsets = take_bytes(&arena, proc[0].len);
+    memcpy(offsets, proc[0].buf, proc[0].len);
+    for (int l = 0; l < N_LISTS; l++) {
+        void *values = take_bytes(&arena, proc[1 + l].len);
+        memcpy(values, proc[1 + l].buf, proc[1 + l].len);
+        int i = 7 + N_COLUMNS + l;
+        b->buffers[N_ROW_FIELDS + l][0] = NULL;
+        b->buffers[N_ROW_FIELDS + l][1] = values;
+        b->values[l] = (struct ArrowArray){n_procs, 0, 0, 2, 0, b->buffers[N_ROW_FIELDS + l], NULL, NULL,
+                                           release_child, NULL};
+        b->value_ptrs[l] = &b->values[l];
+        b->buffers[i][0] = NULL;
+        b->buffers[i][1] = offsets;
+        b->fields[i] = (struct ArrowArray){n, 0, 0, 2, 1, b->buffers[i], &b->value_ptrs[l], NULL, release_child,
+                                           NULL};
+    }
+    for (int i = 0; i < N_ROW_FIELDS; i++)
+        b->field_ptrs[i] = &b->fields[i];
+    b->root_buffers[0] = NULL;
+    b->root = (struct ArrowArray){n, 0, 0, 1, N_ROW_FIELDS, b->root_buffers, b->field_ptrs, NULL, release_batch, b};
+    result = PyLong_FromVoidPtr(&b->root);
+    if (result != NULL)
+        b = NULL; /* pyarrow owns it now: its release frees it */
+done:
+    if (b != NULL) {
+        PyMem_RawFree(b->memory);
+        PyMem_RawFree(b);
+    }
+    PyMem_Free(gpu_text);
+    PyMem_Free(gpu_len);
+    PyMem_Free(label_text);
+    PyMem_Free(label_len);
+    PyMem_Free(ids);
+    for (int k = 0; k < 4; k++)
+        if (proc[k].obj != NULL)
+            PyBuffer_Release(&proc[k]);
+    PyBuffer_Release(&row_ns);
+    PyBuffer_Release(&row_gpu);
+    PyBuffer_Release(&row_set);
+    PyBuffer_Release(&set_index);
+    PyBuffer_Release(&set_name);
+    PyBuffer_Release(&set_deployment);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"scan_metrics", scan_metrics, METH_VARARGS,
      "scan_metrics(data, names) -> (resources, items, sets, set_resource, time, value, kind, field, set, "
@@ -781,6 +1056,9 @@ static PyMethodDef methods[] = {
      "join_points(time, value, kind, field, set, set_gpu, set_pid, bounds, widths, latest_ns, oldest_ns) -> "
      "(reasons, rejected, rows, row_ns, row_gpu, row_set, columns, (proc_offsets, proc_pids, proc_mem, "
      "proc_sm))"},
+    {"arrow_batch", arrow_batch, METH_VARARGS,
+     "arrow_batch(n, row_ns, row_gpu, row_set, gpu_texts, labels, set_index, set_name, set_deployment, "
+     "columns, widths, procs) -> address of an ArrowArray for pyarrow.RecordBatch._import_from_c"},
     {NULL, NULL, 0, NULL},
 };
 

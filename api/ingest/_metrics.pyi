@@ -24,3 +24,18 @@ def join_points(
 ) -> tuple[
     bytes, int, int, bytes, bytes, bytes, list[tuple[bytes, bytes, int]], tuple[bytes, bytes, bytes, bytes]
 ]: ...
+def arrow_batch(
+    n: int,
+    row_ns: Any,
+    row_gpu: Any,
+    row_set: Any,
+    gpu_texts: list[str],
+    labels: list[str],
+    set_index: Any,
+    set_name: Any,
+    set_deployment: Any,
+    columns: list[tuple[bytes, bytes, int]],
+    widths: tuple[int, ...],
+    procs: tuple[bytes, bytes, bytes, bytes],
+    /,
+) -> int: ...

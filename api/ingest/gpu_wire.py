@@ -214,31 +214,26 @@ class WireRows:
         return rows_token(self.gpus, self.row_gpu, self.time)
 
     def table(self, schema: pa.Schema) -> pa.Table:
-        n = self.n
-        rows = pa.array(self.row_gpu)
-        ms = self.time // 1_000_000
-        arrays: list[pa.Array] = [
-            pa.Array.from_buffers(schema.field("time").type, n, [None, pa.py_buffer(ms)])
-        ]
-        for i in range(3):  # cluster, host, gpu_uuid
-            arrays.append(pa.array([g[i] for g in self.gpus], pa.string()).take(rows))
-        facts, first = self.facts, self.row_set
-        labels = pa.array(self.labels, pa.string())
-        index = facts.index.astype(np.uint16)[first]
-        arrays.append(pa.Array.from_buffers(pa.uint16(), n, [None, pa.py_buffer(index)]))
-        arrays.append(labels.take(pa.array(facts.name[first])))
-        arrays.append(labels.take(pa.array(facts.deployment[first])))
-        for (data, valid, nulls), name in zip(self.columns, schema.names[7:20], strict=True):
-            bitmap = pa.py_buffer(valid) if nulls else None
-            arrays.append(
-                pa.Array.from_buffers(schema.field(name).type, n, [bitmap, pa.py_buffer(data)], nulls)
-            )
-        offsets, pids, mem, sm = (pa.py_buffer(b) for b in self.procs)
-        n_procs = len(pids) // 4
-        offsets_array = pa.Array.from_buffers(pa.int32(), n + 1, [None, offsets])
-        for name, values in zip(schema.names[20:], (pids, mem, sm), strict=True):
-            kind = schema.field(name).type.value_type
-            arrays.append(
-                pa.ListArray.from_arrays(offsets_array, pa.Array.from_buffers(kind, n_procs, [None, values]))
-            )
-        return pa.Table.from_arrays(arrays, schema=schema)
+        """The rows as Arrow, built in C and imported through the C data interface: one call,
+        where building the columns here cost ≈ 40 pyarrow objects a request."""
+        assert _metrics is not None  # WireRows come only from the compiled module
+        address = _metrics.arrow_batch(
+            self.n,
+            self.time,
+            self.row_gpu,
+            self.row_set,
+            [text for gpu in self.gpus for text in gpu],
+            self.labels,
+            self.facts.index,
+            self.facts.name,
+            self.facts.deployment,
+            self.columns,
+            _widths(schema),
+            self.procs,
+        )
+        return pa.Table.from_batches([pa.RecordBatch._import_from_c(address, schema)])
+
+
+def _widths(schema: pa.Schema) -> tuple[int, ...]:
+    """The byte width of each measurement column (gpu_samples' 8th to 20th)."""
+    return tuple(schema.field(name).type.bit_width // 8 for name in schema.names[7:20])
