@@ -84,12 +84,19 @@ static inline int advance(Reader *r, Py_ssize_t n) {
     return OK;
 }
 
+/* A little-endian 64-bit value: one load where the machine is little-endian (the byte
+ * loop took a quarter of the metrics scan). */
 static inline int read_fixed64(Reader *r, uint64_t *out) {
     if (r->end - r->p < 8)
         return ERROR;
-    uint64_t v = 0;
+    uint64_t v;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(&v, r->p, 8);
+#else
+    v = 0;
     for (int i = 7; i >= 0; i--)
         v = (v << 8) | r->p[i];
+#endif
     r->p += 8;
     *out = v;
     return OK;
