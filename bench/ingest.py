@@ -53,7 +53,8 @@ GPUS_PER_HOST = 8
 TICKS_PER_REQUEST = 60
 """GPU requests carry a minute of one 8-GPU host at 1 Hz: 480 rows, ~6,400 data points."""
 SUSTAINED = 64
-"""The scale of the sustained GPU case: 256 requests, 122,880 rows."""
+SUSTAINED_HOSTS = 64
+"""The sustained GPU case: 256 requests, 122,880 rows, from 64 hosts taking turns."""
 SMALL_TICKS = 5
 SMALL_HOSTS = 16
 """The collector's default: each of 16 hosts sends every 5 s (`--flush-interval`), 40 rows."""
@@ -759,10 +760,12 @@ def main(argv: list[str] | None = None) -> int:
         if gpus:
             # Sustained: enough rows that the log's inserts reach the size a busy server's do
             # (≈ 120,000 rows each), where 16× (30,720 rows, one insert) still pays the small
-            # insert's fixed cost.
+            # insert's fixed cost; and a fleet's shape: 64 hosts, each sending four minutes.
             g = args.gpu_requests * SUSTAINED
             t = medians(
-                lambda g=g: ours_logged(logged, writer, make_gpu_requests(g, seed=next(seeds)), GPU_PATH),
+                lambda g=g: ours_logged(
+                    logged, writer, make_gpu_requests(g, seed=next(seeds), hosts=SUSTAINED_HOSTS), GPU_PATH
+                ),
                 args.repeats,
             )
             rows = g * GPUS_PER_HOST * TICKS_PER_REQUEST
