@@ -4,7 +4,8 @@
 columns, numbering the distinct attribute sets (a host's GPUs, and their processes);
 Python decodes each set once and says what it means (which GPU, which pid); `join` checks
 every point as the per-point loop in `api.ingest.metrics` does and joins the accepted ones
-into one row per GPU and instant, ready as Arrow buffers (`WireRows`).
+into one row per GPU and instant (`WireRows`), whose Arrow batch C builds as well and
+pyarrow imports through the Arrow C data interface.
 
 Without the compiled module (no C compiler where it was installed) `scan` answers None
 and the request takes the Python path, which gives the same rows, reasons and counts:
