@@ -35,6 +35,7 @@ from collector.otlp import add_missing_attributes
 from collector.promconv import count_points
 from collector.selfmetrics import CollectorMetrics
 from collector.spool import Added, Spool
+from collector.wire import varint
 
 log = logging.getLogger(__name__)
 
@@ -194,17 +195,8 @@ def _error_reply(status: int, message: str, as_json: bool) -> Reply:
         return Reply(status, "application/json", json.dumps({"code": status, "message": message}).encode())
     text = message.encode()
     return Reply(
-        status, "application/x-protobuf", b"\x08" + _varint(status) + b"\x12" + _varint(len(text)) + text
+        status, "application/x-protobuf", b"\x08" + varint(status) + b"\x12" + varint(len(text)) + text
     )
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 class _Handler(BaseHTTPRequestHandler):

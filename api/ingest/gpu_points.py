@@ -354,6 +354,35 @@ def valid_pid(pid: Any) -> TypeGuard[int]:
     return not isinstance(pid, bool) and isinstance(pid, int) and 0 <= pid < 2**32
 
 
+# Why a GPU point is turned away, in the per-point loop's order of checks (a point gets the
+# first that applies). The compiled join (api/ingest/_metrics.c) answers the same codes.
+NO_UUID, TIME, VALUE, PID, RANGE = 1, 2, 3, 4, 5
+
+
+def reason_text(
+    code: int,
+    name: str,
+    value: float,
+    time_ns: int,
+    process: bool,
+    low: float,
+    high: float,
+    time_reason: Callable[[int], str],
+) -> str:
+    """The per-point loop's words for a turned-away point of metric `name`."""
+    if code == NO_UUID:
+        return "GPU data point has no gpu.uuid"
+    if code == TIME:
+        return time_reason(time_ns)
+    if code == VALUE:
+        return f"{name}: value is missing or not finite"
+    if code == PID:
+        return f"{name}: process.pid is missing or not a pid"
+    if process:
+        return f"{name}: value {value:g} is out of range"
+    return f"{name}: value {value:g} is outside {low:g}–{high:g}"
+
+
 @dataclass(frozen=True, slots=True)
 class Check:
     """What one metric's points must satisfy, and where they go."""
@@ -387,28 +416,26 @@ def accept(
     with np.errstate(invalid="ignore"):
         in_range = (value >= check.low) & (value <= check.high)
     reason = np.zeros(len(time), np.int8)  # 0 accepted
-    reason[~in_range] = 5
+    reason[~in_range] = RANGE
     if check.process:
         pid_ok = np.array([valid_pid(a.get("process.pid")) for a in attrs], bool)[points.group]
-        reason[~pid_ok] = 4
-    reason[~finite] = 3
-    reason[late] = 2
-    reason[~has_uuid] = 1
-    name = check.name
+        reason[~pid_ok] = PID
+    reason[~finite] = VALUE
+    reason[late] = TIME
+    reason[~has_uuid] = NO_UUID
     for i in np.flatnonzero(reason).tolist():
-        code = reason[i]
-        if code == 1:
-            rejected["GPU data point has no gpu.uuid"] += 1
-        elif code == 2:
-            rejected[time_reason(int(time[i]))] += 1
-        elif code == 3:
-            rejected[f"{name}: value is missing or not finite"] += 1
-        elif code == 4:
-            rejected[f"{name}: process.pid is missing or not a pid"] += 1
-        elif check.process:
-            rejected[f"{name}: value {float(value[i]):g} is out of range"] += 1
-        else:
-            rejected[f"{name}: value {float(value[i]):g} is outside {check.low:g}–{check.high:g}"] += 1
+        rejected[
+            reason_text(
+                int(reason[i]),
+                check.name,
+                float(value[i]),
+                int(time[i]),
+                check.process,
+                check.low,
+                check.high,
+                time_reason,
+            )
+        ] += 1
     ok = np.flatnonzero(reason == 0)
     if not len(ok):
         return

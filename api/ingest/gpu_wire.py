@@ -35,9 +35,6 @@ except ImportError:
 WIRE_METRICS = _metrics is not None
 """Whether protobuf metrics requests are read by the compiled decoder (CI insists on it)."""
 
-# Why `join` turned a point away, in the per-point loop's order (codes of _metrics.c).
-NO_UUID, TIME, VALUE, PID, RANGE = 1, 2, 3, 4, 5
-
 
 @dataclass(frozen=True, slots=True)
 class Scan:
@@ -136,7 +133,7 @@ class SetFacts:
     resource's deployment."""
 
     gpu: np.ndarray  # int32
-    pid: np.ndarray  # int64
+    pid: np.ndarray  # int64 (these two go to C as they are)
     index: np.ndarray  # int64
     name: np.ndarray  # int64
     deployment: np.ndarray  # int64
@@ -145,7 +142,7 @@ class SetFacts:
 @dataclass(frozen=True, slots=True)
 class Joined:
     reasons: np.ndarray
-    """Per point: 0 accepted, else NO_UUID … RANGE."""
+    """Per point: 0 accepted, else why not (`api.ingest.gpu_points.NO_UUID` … `RANGE`)."""
     rejected: int
     rows: WireRows
 
@@ -169,8 +166,8 @@ def join(
         found.kind,
         found.field,
         found.set_of_point,
-        facts.gpu.astype(np.int32),
-        facts.pid.astype(np.int64),
+        facts.gpu,
+        facts.pid,
         bounds,
         widths,
         max(latest_ns, 0),
@@ -185,6 +182,7 @@ def join(
         np.frombuffer(row_set, np.int32),
         facts,
         columns,
+        widths,
         procs,
     )
     return Joined(np.frombuffer(reasons, np.uint8), rejected, rows)
@@ -205,6 +203,8 @@ class WireRows:
     facts: SetFacts
     columns: list[tuple[bytes, bytes, int]]
     """Per gpu_samples column 0..12: values, validity bitmap, null count."""
+    widths: tuple[int, ...]
+    """Each of those columns' width in bytes."""
     procs: tuple[bytes, bytes, bytes, bytes]
     """The process lists: offsets, pids, memory, SM share."""
 
@@ -229,12 +229,7 @@ class WireRows:
             self.facts.name,
             self.facts.deployment,
             self.columns,
-            _widths(schema),
+            self.widths,
             self.procs,
         )
         return pa.Table.from_batches([pa.RecordBatch._import_from_c(address, schema)])
-
-
-def _widths(schema: pa.Schema) -> tuple[int, ...]:
-    """The byte width of each measurement column (gpu_samples' 8th to 20th)."""
-    return tuple(schema.field(name).type.bit_width // 8 for name in schema.names[7:20])

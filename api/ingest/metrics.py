@@ -23,7 +23,16 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from api.ingest import gpu_wire
 from api.ingest.body import Encoding, check_count, parse
 from api.ingest.engine_names import canonical
-from api.ingest.gpu_points import Check, Chunk, GpuRows, accept, gpu_index, read_points, valid_pid
+from api.ingest.gpu_points import (
+    Check,
+    Chunk,
+    GpuRows,
+    accept,
+    gpu_index,
+    read_points,
+    reason_text,
+    valid_pid,
+)
 from api.ingest.gpu_wire import WireRows
 from api.ingest.spans import AttributeDecoder, Resource, resource_of
 
@@ -88,14 +97,11 @@ ENGINE_SCHEMA = pa.schema(
     ]
 )
 
-# The compiled reader's view of the GPU fields: a code per metric name, and per code the
-# column it fills (-1/-2: a process's memory/SM share) with its bounds; each column's width.
+# The compiled reader's view of the GPU fields: a code per metric name (`_BOUNDS`, below
+# `_bounds`, gives each code's column and range) and each column's width in bytes.
 FIELD_CODES = {name: code for code, name in enumerate([*GPU_FIELDS, *PROCESS_FIELDS])}
 _COLUMNS = GPU_SCHEMA.names[7:20]
-_BOUNDS = [(_COLUMNS.index(column), float(low), float(high)) for column, low, high in GPU_FIELDS.values()] + [
-    (-1, 0.0, float(2**63)),
-    (-2, 0.0, 100.0),
-]
+_PROCESS_COLUMNS = {"mem": -1, "sm": -2}
 _WIDTHS = tuple(GPU_SCHEMA.field(name).type.bit_width // 8 for name in _COLUMNS)
 
 _FUTURE_SLACK_NS = 86_400 * 10**9
@@ -191,7 +197,7 @@ def _from_scan(
     rows = GpuRows()  # numbers the GPUs and labels
     uses = np.bincount(found.set_of_point, minlength=len(sets)).tolist()
     n = len(sets)
-    gpu, pid = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
+    gpu, pid = np.full(n, -1, np.int32), np.full(n, -1, np.int64)
     index, name, deployment = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
     for i, ((attrs, truncated), owner, count) in enumerate(
         zip(sets, found.set_resource.tolist(), uses, strict=True)
@@ -234,19 +240,17 @@ def _from_scan(
 
 def _gpu_reason(name: str, code: int, found: gpu_wire.Scan, at: int, now_ns: int, oldest_ns: int) -> str:
     """The per-point loop's words for why the compiled join turned point `at` away."""
-    if code == gpu_wire.NO_UUID:
-        return "GPU data point has no gpu.uuid"
-    if code == gpu_wire.TIME:
-        return _check_time(int(found.time[at]), now_ns, oldest_ns) or ""
-    if code == gpu_wire.VALUE:
-        return f"{name}: value is missing or not finite"
-    if code == gpu_wire.PID:
-        return f"{name}: process.pid is missing or not a pid"
-    value = float(found.value[at])
-    if name in PROCESS_FIELDS:
-        return f"{name}: value {value:g} is out of range"
-    _, low, high = GPU_FIELDS[name]
-    return f"{name}: value {value:g} is outside {low:g}–{high:g}"
+    _, low, high = _bounds(name)
+    return reason_text(
+        code,
+        name,
+        float(found.value[at]),
+        int(found.time[at]),
+        name in PROCESS_FIELDS,
+        low,
+        high,
+        lambda t: _check_time(t, now_ns, oldest_ns) or "",
+    )
 
 
 def normalise_metrics(
@@ -417,6 +421,15 @@ def _bounds(name: str) -> tuple[str, float, float]:
     if proc_field is None:
         return GPU_FIELDS[name]
     return proc_field, 0, (100 if proc_field == "sm" else 2**63)
+
+
+_BOUNDS = [
+    (_PROCESS_COLUMNS[column] if name in PROCESS_FIELDS else _COLUMNS.index(column), float(low), float(high))
+    for name in FIELD_CODES
+    for column, low, high in [_bounds(name)]
+]
+"""Per field code, for the compiled join: its column (0..12; -1/-2 a process's memory/SM
+share) and its allowed range, as `_bounds` gives them."""
 
 
 def _gpu_points_one_by_one(
