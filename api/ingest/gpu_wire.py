@@ -177,7 +177,7 @@ def join(
         gpus,
         labels,
         n,
-        np.frombuffer(row_ns, np.uint64).astype(np.int64),
+        np.frombuffer(row_ns, np.int64),  # whole ns below 2**63 (checked against latest_ns)
         np.frombuffer(row_gpu, np.int32),
         np.frombuffer(row_set, np.int32),
         facts,
