@@ -3,6 +3,8 @@
     python bench/collector.py                 # 8 GPUs replayed from tests/fixtures/nvml, 60 s
     python bench/collector.py --real          # the real GPUs of this machine (NVML)
     python bench/collector.py --only relay    # relay throughput only
+    python bench/collector.py --real --alias-gpus 8   # the NVML reads of 8 GPUs on this machine's
+    python bench/collector.py --per-gpu       # the sampler's CPU per tick with 1..N real GPUs
 
 Each measured collector runs in a child process (the real runtime, ``collector.runtime``),
 shipping to a sink HTTP server in this process that accepts everything, so the numbers are
@@ -22,6 +24,8 @@ import sys
 import tempfile
 import threading
 import time
+import types
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -80,7 +84,11 @@ def run_child(args: argparse.Namespace) -> int:
         deployment="bench",
     )
     kwargs: dict[str, Any] = {}
-    if args.child == "sampler" and args.tape:
+    if args.child == "sampler" and args.alias_gpus:
+        import pynvml
+
+        kwargs = {"nvml": Nvml(lib=aliased_gpus(pynvml, args.alias_gpus))}
+    elif args.child == "sampler" and args.tape:
         from tests.fixtures.nvml.nvml_tape import ReplayPynvml
 
         fake = ReplayPynvml(widen_tape(json.loads(Path(args.tape).read_text()), args.gpus), cycle=True)
@@ -154,7 +162,15 @@ def proc_mem_mib(pid: int) -> dict[str, float]:
 
 
 class Child:
-    def __init__(self, mode: str, sink: Sink, spool_dir: str, tape: str | None = None, gpus: int = 8) -> None:
+    def __init__(
+        self,
+        mode: str,
+        sink: Sink,
+        spool_dir: str,
+        tape: str | None = None,
+        gpus: int = 8,
+        alias_gpus: int = 0,
+    ) -> None:
         cmd = [
             sys.executable,
             str(Path(__file__).resolve()),
@@ -169,6 +185,8 @@ class Child:
         ]
         if tape:
             cmd += ["--tape", tape]
+        if alias_gpus:
+            cmd += ["--alias-gpus", str(alias_gpus)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         assert self.proc.stdout is not None
         ports = json.loads(self.proc.stdout.readline())
@@ -190,9 +208,11 @@ class Child:
         self.proc.wait(timeout=30)
 
 
-def measure_sampler(sink: Sink, seconds: float, tape: str | None, gpus: int) -> dict[str, Any]:
+def measure_sampler(
+    sink: Sink, seconds: float, tape: str | None, gpus: int, alias_gpus: int = 0
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as spool:
-        child = Child("sampler", sink, spool, tape, gpus)
+        child = Child("sampler", sink, spool, tape, gpus, alias_gpus)
         time.sleep(5)  # imports done, first ticks and first batches shipped
         cpu0, t0 = proc_cpu_s(child.proc.pid), time.monotonic()
         samples0 = child.metric("inferwatch_collector_received_items_total", 'kind="metrics",source="gpu"')
@@ -210,6 +230,120 @@ def measure_sampler(sink: Sink, seconds: float, tape: str | None, gpus: int) -> 
         "samples_per_s": (samples1 - samples0) / (t1 - t0),
         "seconds": t1 - t0,
     }
+
+
+def first_gpus(lib: Any, count: int, cpu_s: dict[str, float]) -> Any:
+    """pynvml with only its first ``count`` GPUs visible (a copy of the module's names), each
+    ``nvml*`` function adding the CPU time of its calls to ``cpu_s[name]``."""
+
+    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            started = time.process_time()
+            try:
+                return fn(*args)
+            finally:
+                cpu_s[name] = cpu_s.get(name, 0.0) + time.process_time() - started
+
+        return call
+
+    names = {k: timed(k, v) if k.startswith("nvml") and callable(v) else v for k, v in vars(lib).items()}
+    visible = types.SimpleNamespace(**names)
+    visible.nvmlDeviceGetCount = lambda: min(count, lib.nvmlDeviceGetCount())
+    return visible
+
+
+class _Alias:
+    """GPU ``index`` of an aliased pynvml: physical GPU ``index % count`` under its own UUID."""
+
+    __slots__ = ("handle", "index")
+
+    def __init__(self, handle: Any, index: int) -> None:
+        self.handle, self.index = handle, index
+
+
+def aliased_gpus(lib: Any, count: int) -> Any:
+    """pynvml showing ``count`` GPUs made of this machine's ``n``: GPU ``i`` is physical GPU
+    ``i % n`` under the UUID ``<uuid>-a<i>``. Every read is a real NVML call, so a 2-GPU
+    machine does the NVML work of ``count`` GPUs (each physical GPU read ``count / n`` times
+    a tick) and the collector's cost can be measured at ``count`` GPUs."""
+
+    def unwrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            return fn(*(a.handle if isinstance(a, _Alias) else a for a in args))
+
+        return call
+
+    names = {
+        k: unwrap(v) if k.startswith(("nvmlDevice", "nvmlGpm")) and callable(v) else v
+        for k, v in vars(lib).items()
+    }
+    visible = types.SimpleNamespace(**names)
+    visible.nvmlDeviceGetCount = lambda: count
+    visible.nvmlDeviceGetHandleByIndex = lambda i: _Alias(
+        lib.nvmlDeviceGetHandleByIndex(i % lib.nvmlDeviceGetCount()), i
+    )
+    visible.nvmlDeviceGetUUID = lambda h: f"{lib.nvmlDeviceGetUUID(h.handle)}-a{h.index}"
+    visible.nvmlDeviceGetIndex = lambda h: h.index
+    return visible
+
+
+def measure_per_gpu(ticks: int, hz: float) -> list[dict[str, Any]]:
+    """CPU time of the collector's sampler (`GpuSampler` over `Nvml`, the runtime's default
+    intervals scaled to ``hz``) per tick with the first 1, 2, … N of this machine's GPUs:
+    what each more GPU costs, NVML's own work included. In this process, one GPU count
+    after another, ``ticks`` ticks each."""
+    import pynvml
+
+    from collector.config import CollectorConfig
+    from collector.gpu import GpuSampler
+    from collector.nvml import Nvml
+
+    defaults = CollectorConfig(server="http://127.0.0.1:1")  # only its interval defaults are used
+
+    pynvml.nvmlInit()
+    try:
+        total = pynvml.nvmlDeviceGetCount()
+    finally:
+        pynvml.nvmlShutdown()
+    out = []
+    for count in range(1, total + 1):
+        cpu_s: dict[str, float] = {}
+        nvml = Nvml(lib=first_gpus(pynvml, count, cpu_s))
+        if not nvml.start():
+            raise RuntimeError("NVML did not start")
+        sampler = GpuSampler(  # the runtime's default intervals, in ticks
+            nvml,
+            energy_every=round(defaults.energy_interval / defaults.interval),
+            process_every=round(defaults.process_interval / defaults.interval),
+            rescan_every=round(60 / defaults.interval),
+        )
+        try:
+            for _ in range(10):  # warm: handles, GPM buffers, the first process snapshot
+                sampler.sample()
+            cpu_s.clear()
+            cpu0, wall0 = time.process_time(), time.monotonic()
+            for _ in range(ticks):
+                started = time.monotonic()
+                samples = sampler.sample()
+                time.sleep(max(0.0, 1 / hz - (time.monotonic() - started)))
+            cpu = time.process_time() - cpu0
+            wall = time.monotonic() - wall0
+        finally:
+            sampler.close()
+            nvml.shutdown()
+        calls = {
+            k: round(v / ticks / count * 1e6, 1) for k, v in sorted(cpu_s.items(), key=lambda kv: -kv[1])
+        }
+        out.append(
+            {
+                "gpus": count,
+                "samples": len(samples),
+                "cpu_us_per_tick": cpu / ticks * 1e6,
+                "wall_s": wall,
+                "nvml_cpu_us_per_gpu_tick": calls,
+            }
+        )
+    return out
 
 
 def span_request(spans: int) -> bytes:
@@ -323,9 +457,21 @@ def main() -> int:
     parser.add_argument("--gpus", type=int, default=8, help="GPUs to replay (fixture mode)")
     parser.add_argument("--tape", help="recorded NVML tape (default: tests/fixtures/nvml/load.json)")
     parser.add_argument("--real", action="store_true", help="sample this machine's GPUs through NVML")
+    parser.add_argument(
+        "--alias-gpus",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --real: N GPUs made of this machine's (each read N/n times a tick, real NVML calls)",
+    )
     parser.add_argument("--spans", type=int, default=200_000, help="spans to relay")
     parser.add_argument("--senders", type=int, default=2)
     parser.add_argument("--only", choices=["sampler", "relay"])
+    parser.add_argument(
+        "--per-gpu", action="store_true", help="the sampler's CPU per tick with 1..N real GPUs (NVML)"
+    )
+    parser.add_argument("--ticks", type=int, default=200, help="ticks per GPU count (--per-gpu)")
+    parser.add_argument("--hz", type=float, default=10.0, help="tick rate (--per-gpu)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     # child mode
     parser.add_argument("--child", choices=["sampler", "relay"], help=argparse.SUPPRESS)
@@ -334,14 +480,28 @@ def main() -> int:
     args = parser.parse_args()
     if args.child:
         return run_child(args)
+    if args.per_gpu:
+        counts = measure_per_gpu(args.ticks, args.hz)
+        print(f"{'GPUs':>4}  {'CPU µs/tick':>11}  {'samples':>7}  (ticks {args.ticks} at {args.hz:g} Hz)")
+        for c in counts:
+            print(f"{c['gpus']:>4.0f}  {c['cpu_us_per_tick']:>11,.0f}  {c['samples']:>7.0f}")
+        print("CPU µs per GPU per tick in each NVML function, at the most GPUs:")
+        for name, us in counts[-1]["nvml_cpu_us_per_gpu_tick"].items():
+            print(f"  {name:<40} {us:>8,.1f}")
+        if len(counts) > 1:
+            slope = (counts[-1]["cpu_us_per_tick"] - counts[0]["cpu_us_per_tick"]) / (len(counts) - 1)
+            print(f"each more GPU: {slope:,.0f} µs of CPU a tick = {slope / 1e4:.3f} % of a core at 1 Hz")
+        if args.json:
+            args.json.write_text(json.dumps(counts, indent=1) + "\n")
+        return 0
 
     sink = Sink()
     results: dict[str, Any] = {}
     rows = []
     if args.only in (None, "sampler"):
         tape = None if args.real else (args.tape or str(ROOT / "tests/fixtures/nvml/load.json"))
-        s = results["sampler"] = measure_sampler(sink, args.seconds, tape, args.gpus)
-        source = "real NVML" if args.real else f"{args.gpus} GPUs replayed from {Path(str(tape)).name}"
+        s = results["sampler"] = measure_sampler(sink, args.seconds, tape, args.gpus, args.alias_gpus)
+        source = _source(args) if args.real else f"{args.gpus} GPUs replayed from {Path(str(tape)).name}"
         rows += [
             (
                 f"sampling CPU, % of one core ({source}, {s['gpus']:.0f} GPUs @ 1 Hz)",
@@ -383,6 +543,10 @@ def main() -> int:
     return 0
 
 
+def _source(args: argparse.Namespace) -> str:
+    return f"real NVML, {args.alias_gpus} aliased GPUs" if args.alias_gpus else "real NVML"
+
+
 def save_summary(results: dict[str, Any], args: argparse.Namespace) -> None:
     """The lines `make bench` collates (bench/out/collector.json)."""
     from bench.common import Result, save
@@ -390,7 +554,7 @@ def save_summary(results: dict[str, Any], args: argparse.Namespace) -> None:
     out = []
     if "sampler" in results:
         s = results["sampler"]
-        source = "real NVML" if args.real else f"{args.gpus} GPUs replayed"
+        source = _source(args) if args.real else f"{args.gpus} GPUs replayed"
         out += [
             Result(
                 "collector",

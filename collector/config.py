@@ -187,16 +187,16 @@ OPTIONS: tuple[Option, ...] = (
         "energy_interval",
         "--energy-interval",
         parse_duration,
-        10.0,
-        "How often to read the GPU energy counter (each read costs milliseconds).",
+        60.0,
+        "How often to read the GPU energy counter (each read costs 4-6 ms of CPU).",
         "DURATION",
     ),
     Option(
         "process_interval",
         "--process-interval",
         parse_duration,
-        10.0,
-        "How often to read per-process GPU utilisation (each read costs milliseconds).",
+        30.0,
+        "How often to read the GPU's processes and their utilisation (each read costs ~2 ms of CPU).",
         "DURATION",
     ),
     Option(
@@ -323,8 +323,8 @@ class CollectorConfig:
     otlp_host: str = "127.0.0.1"
     otlp_port: int = 4318
     interval: float = 1.0
-    energy_interval: float = 10.0
-    process_interval: float = 10.0
+    energy_interval: float = 60.0
+    process_interval: float = 30.0
     engine_metrics: str | None = None
     dcgm_metrics: str | None = None
     scrape_interval: float = 5.0

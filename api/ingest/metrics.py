@@ -318,7 +318,7 @@ def _metric(
         return
     for point in points:
         batch.received += 1
-        labels = {k: str(v) for k, v in decoder.decode_cached(point.attributes).items()}
+        labels = {k: str(v) for k, v in decoder.decode_shared(point.attributes).items()}
         targets = canonical(name, labels)
         if not targets:
             batch.ignored += 1
@@ -449,7 +449,7 @@ def _gpu_points_one_by_one(
     rejected = batch.rejected
     cluster, host = resource.cluster, resource.host
     latest_ns = now_ns + _FUTURE_SLACK_NS
-    decode = decoder.decode_keyed
+    decode = decoder.decode_shared
     isfinite = math.isfinite
     gpus: list[int] = []
     times: list[int] = []

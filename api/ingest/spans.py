@@ -59,49 +59,48 @@ _PLAIN = frozenset({"int_value", "double_value", "bool_value"})
 class AttributeDecoder:
     """Turns OTLP KeyValue lists into dicts, truncating long strings (and counting them)."""
 
-    __slots__ = ("_by_first", "_last", "_last_decoded", "max_bytes", "truncated")
+    __slots__ = ("_by_first", "_last", "_last_decoded", "_last_truncated", "max_bytes", "truncated")
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.truncated = 0
         self._last: Any = None
         self._last_decoded: dict[str, Any] = {}
+        self._last_truncated = 0
         self._by_first: dict[str, list[tuple[Any, dict[str, Any], int]]] = {}
 
-    def decode_keyed(self, kvs: Any) -> dict[str, Any]:
-        """`decode`, reusing an earlier result for equal attributes, found by the first
-        attribute's string value and confirmed by comparing all of them (in C). For GPU data
-        points: each metric repeats the attributes of every GPU of the host (`gpu.uuid`
-        first), GPU after GPU, so the one-entry cache of `decode_cached` never hits.
-        Bounded: 4 attribute sets per first value, 4,096 first values. Do not mutate the result."""
+    def decode_shared(self, kvs: Any) -> dict[str, Any]:
+        """`decode`, reusing an earlier result for equal attributes (protobuf compares them in
+        C). Metric points repeat attribute sets: one series' points share the previous call's;
+        a GPU field's points cycle through every GPU of the host (`gpu.uuid` first), found by
+        the first attribute's string value. Bounded: 4 sets per first value, 4,096 first
+        values. Do not mutate the result."""
         if not kvs:
             return {}
+        if self._last is not None and kvs == self._last:
+            self.truncated += self._last_truncated
+            return self._last_decoded
         first = kvs[0].value.string_value
         sets = self._by_first.get(first)
+        found = None
         if sets is not None:
             for other, decoded, truncated in sets:
                 if kvs == other:
-                    self.truncated += truncated
-                    return decoded
-        before = self.truncated
-        decoded = self.decode(kvs)
-        entry = (kvs, decoded, self.truncated - before)
-        if sets is None:
-            if len(self._by_first) < 4096:
-                self._by_first[first] = [entry]
-        elif len(sets) < 4:
-            sets.append(entry)
-        return decoded
-
-    def decode_cached(self, kvs: Any) -> dict[str, Any]:
-        """`decode`, reusing the previous result when these attributes equal the previous
-        call's (protobuf compares them in C). Metric points of one GPU or series repeat
-        the same attributes, and decoding dominates metrics ingest. Do not mutate the result."""
-        if self._last is not None and kvs == self._last:
-            return self._last_decoded
-        decoded = self.decode(kvs)
-        self._last, self._last_decoded = kvs, decoded
-        return decoded
+                    found = (other, decoded, truncated)
+                    break
+        if found is None:
+            before = self.truncated
+            decoded = self.decode(kvs)
+            found = (kvs, decoded, self.truncated - before)
+            if sets is None:
+                if len(self._by_first) < 4096:
+                    self._by_first[first] = [found]
+            elif len(sets) < 4:
+                sets.append(found)
+        else:
+            self.truncated += found[2]
+        self._last, self._last_decoded, self._last_truncated = found
+        return found[1]
 
     def decode(self, kvs: Any) -> dict[str, Any]:
         # The hot loop of ingest: one WhichOneof per value, plain scalars read inline.

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from api.errors import StoreError
 from api.settings import Settings
+from api.store.kept import ResultCache
 from api.store.transports import ChdbTransport, HttpTransport, Transport
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class Store:
     def __init__(self, transport: Transport, *, observer: Observer | None = None) -> None:
         self._transport = transport
         self._observer = observer
+        self.results = ResultCache()
+        """Results computed from this store's data, kept per data version (`api.routes.results`)."""
 
     # --- reads -------------------------------------------------------------------------
 

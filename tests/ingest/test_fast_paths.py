@@ -64,7 +64,7 @@ def test_remembered_attributes_still_count_every_truncation() -> None:
     assert batch.truncated_attributes == 3  # one per data point, as if each were decoded
 
 
-def test_decode_keyed_equals_decode_for_sets_sharing_a_first_value() -> None:
+def test_decode_shared_equals_decode_for_sets_sharing_a_first_value() -> None:
     sets = [
         {"k": "same", "pid": 1},
         {"k": "same", "pid": 2},
@@ -73,13 +73,17 @@ def test_decode_keyed_equals_decode_for_sets_sharing_a_first_value() -> None:
         {"k": 8},
         {},
         {"k": "same", "pid": 1},
+        {"k": "same", "name": "y" * 9},  # truncated to 8 characters on every use
+        {"k": "same", "name": "y" * 9},
     ]
-    keyed, plain = AttributeDecoder(64), AttributeDecoder(64)
+    keyed, plain = AttributeDecoder(8), AttributeDecoder(8)
     for values in sets * 3:
         kvs = attributes(values)
         container = ExportMetricsServiceRequest().resource_metrics.add().resource.attributes
         container.extend(kvs)
-        assert keyed.decode_keyed(container) == plain.decode(container) == values
+        expected = {k: v[:8] if isinstance(v, str) else v for k, v in values.items()}
+        assert keyed.decode_shared(container) == plain.decode(container) == expected
+    assert keyed.truncated == plain.truncated == 6  # counted per use, kept or decoded
 
 
 def _one(

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from api.routes.results import ResultCache, data_version, kept
+from api.routes.results import data_version, kept
 from api.settings import Settings
 from api.store import Store
 from api.store.gateway import Query
+from api.store.kept import ResultCache
 from api.store.sql.findings import READ_BY_FINDINGS
 
 INSERT = Query(
