@@ -232,6 +232,16 @@ def measure_sampler(
     }
 
 
+def _names(lib: Any, wrap: Callable[[str, Any], Any]) -> dict[str, Any]:
+    """Every public name of a pynvml-like module or object, callables passed through ``wrap``."""
+    out = {}
+    for name in dir(lib):
+        if not name.startswith("_"):
+            value = getattr(lib, name)
+            out[name] = wrap(name, value) if callable(value) else value
+    return out
+
+
 def first_gpus(lib: Any, count: int, cpu_s: dict[str, float]) -> Any:
     """pynvml with only its first ``count`` GPUs visible (a copy of the module's names), each
     ``nvml*`` function adding the CPU time of its calls to ``cpu_s[name]``."""
@@ -246,8 +256,7 @@ def first_gpus(lib: Any, count: int, cpu_s: dict[str, float]) -> Any:
 
         return call
 
-    names = {k: timed(k, v) if k.startswith("nvml") and callable(v) else v for k, v in vars(lib).items()}
-    visible = types.SimpleNamespace(**names)
+    visible = types.SimpleNamespace(**_names(lib, lambda k, v: timed(k, v) if k.startswith("nvml") else v))
     visible.nvmlDeviceGetCount = lambda: min(count, lib.nvmlDeviceGetCount())
     return visible
 
@@ -273,11 +282,9 @@ def aliased_gpus(lib: Any, count: int) -> Any:
 
         return call
 
-    names = {
-        k: unwrap(v) if k.startswith(("nvmlDevice", "nvmlGpm")) and callable(v) else v
-        for k, v in vars(lib).items()
-    }
-    visible = types.SimpleNamespace(**names)
+    visible = types.SimpleNamespace(
+        **_names(lib, lambda k, v: unwrap(v) if k.startswith(("nvmlDevice", "nvmlGpm")) else v)
+    )
     visible.nvmlDeviceGetCount = lambda: count
     visible.nvmlDeviceGetHandleByIndex = lambda i: _Alias(
         lib.nvmlDeviceGetHandleByIndex(i % lib.nvmlDeviceGetCount()), i
