@@ -223,28 +223,6 @@ class Spool:
             due = [s.opened + max_age_s - now for s in self._open.values()]
             return max(0.0, min(due, default=max_age_s))
 
-    def append(self, kind: str, items: int, body: bytes) -> bool:
-        """Add an already compressed batch at the end, dropping the oldest batches to make room.
-        False if it was not kept (counted)."""
-        with self._cond:
-            entry = SpoolEntry(self._next_seq, kind, items, len(body))
-            self._next_seq += 1
-            if entry.size > self._max_bytes:
-                self._count_drop(entry, "too_large")
-                return False
-            self._make_room(entry.size)
-            if self._bytes + entry.size > self._max_bytes:  # only the batch in flight is left
-                self._count_drop(entry, "full")
-                return False
-            try:
-                self._store(entry, body)
-            except OSError as exc:
-                log.warning("spool: cannot write a batch (%s); it is dropped", exc)
-                self._count_drop(entry, "write_error")
-                return False
-            self._insert(entry)
-            return True
-
     def next(self, timeout: float) -> tuple[SpoolEntry, bytes] | None:
         """The oldest batch and its bytes, marked in flight; waits up to ``timeout`` seconds."""
         deadline = time.monotonic() + timeout

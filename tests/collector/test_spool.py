@@ -4,6 +4,7 @@ counted, never the batch being sent, and no crash when the disk refuses."""
 from __future__ import annotations
 
 import gzip
+import random
 import shutil
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from collector.export import OtlpHttpExporter
 from collector.queue import PayloadQueue
 from collector.selfmetrics import CollectorMetrics
 from collector.shipper import Shipper
-from collector.spool import Added, DiskSpool, MemorySpool, encode_record, open_spool
+from collector.spool import Added, DiskSpool, MemorySpool, compress, encode_record, open_spool
 
 
 def dropped(metrics: CollectorMetrics, reason: str, kind: str = "traces") -> tuple[float, float]:
@@ -31,57 +32,70 @@ def drain(spool: DiskSpool | MemorySpool) -> list[bytes]:
     return out
 
 
+def batch(spool: DiskSpool | MemorySpool, kind: str, items: int, body: bytes) -> int:
+    """One record added and sealed into a batch of its own, as the batcher does; its size."""
+    assert spool.add(kind, items, body) is Added.KEPT
+    spool.seal(0.0, force=True)
+    return len(compress([body]))
+
+
+def noise(seed: int, size: int) -> bytes:
+    """Bytes gzip cannot shrink (a batch's size is then its body's, plus gzip's framing)."""
+    return random.Random(seed).randbytes(size)
+
+
 def test_batches_come_out_oldest_first_byte_for_byte_and_survive_a_restart(tmp_path: Path) -> None:
     first = DiskSpool(tmp_path, 10_000, CollectorMetrics())
-    first.append("traces", 3, b"A" * 10)
-    first.append("metrics", 8, b"B" * 20)
-    first.append("traces", 1, b"C" * 30)
+    sizes = [batch(first, "traces", 3, b"A" * 10), batch(first, "metrics", 8, b"B" * 20)]
+    sizes.append(batch(first, "traces", 1, b"C" * 30))
     entry, body = first.next(timeout=0)  # type: ignore[misc]
-    assert (entry.kind, entry.items, body) == ("traces", 3, b"A" * 10)
+    assert (entry.kind, entry.items, gzip.decompress(body)) == ("traces", 3, b"A" * 10)
     first.release(entry)  # not delivered: it stays
     metrics = CollectorMetrics()
     second = DiskSpool(tmp_path, 10_000, metrics)  # a new process on the same directory
     assert [(e.kind, e.items, e.size) for e in second.entries()] == [
-        ("traces", 3, 10),
-        ("metrics", 8, 20),
-        ("traces", 1, 30),
+        ("traces", 3, sizes[0]),
+        ("metrics", 8, sizes[1]),
+        ("traces", 1, sizes[2]),
     ]
-    assert metrics.value("inferwatch_collector_spool_bytes") == 60
-    second.append("traces", 2, b"D" * 5)  # numbered after what it found
-    assert drain(second) == [b"A" * 10, b"B" * 20, b"C" * 30, b"D" * 5]
-    assert not list(tmp_path.glob("*.otlp.gz"))
+    assert metrics.value("inferwatch_collector_spool_bytes") == sum(sizes)
+    batch(second, "traces", 2, b"D" * 5)  # numbered after what it found
+    assert [gzip.decompress(b) for b in drain(second)] == [b"A" * 10, b"B" * 20, b"C" * 30, b"D" * 5]
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_full_spool_drops_the_oldest_batches_and_counts_them(tmp_path: Path) -> None:
+    size = len(compress([noise(0, 40)]))  # every batch here is this size: 40 bytes + framing
+    record = len(encode_record(noise(0, 40), 1))
     metrics = CollectorMetrics()
-    spool = DiskSpool(tmp_path, 100, metrics)
+    spool = DiskSpool(tmp_path, 2 * size + record - 1, metrics)  # two batches and not a third record
     for i, items in enumerate((5, 6, 7)):
-        spool.append("traces", items, bytes([65 + i]) * 40)
-    # 3 x 40 bytes > 100: the first batch (5 items) made room for the third
+        batch(spool, "traces", items, noise(i, 40))
+    # the third record found no room beside two batches: the first (5 items) made room for it
     assert dropped(metrics, "full") == (1, 5)
-    assert spool.size_bytes == 80
-    assert drain(spool) == [b"B" * 40, b"C" * 40]
+    assert spool.size_bytes == 2 * size
+    assert [gzip.decompress(b) for b in drain(spool)] == [noise(1, 40), noise(2, 40)]
 
 
 def test_the_batch_being_sent_is_never_the_one_dropped(tmp_path: Path) -> None:
+    size = len(compress([noise(0, 40)]))
+    record = len(encode_record(noise(0, 40), 1))
     metrics = CollectorMetrics()
-    spool = DiskSpool(tmp_path, 100, metrics)
-    spool.append("traces", 1, b"A" * 40)
-    spool.append("traces", 2, b"B" * 40)
+    spool = DiskSpool(tmp_path, 2 * size + record - 1, metrics)
+    batch(spool, "traces", 1, noise(0, 40))
+    batch(spool, "traces", 2, noise(1, 40))
     sending, _ = spool.next(timeout=0)  # type: ignore[misc]
-    spool.append("traces", 3, b"C" * 40)
-    assert dropped(metrics, "full") == (1, 2)  # B went, A (in flight) stayed
+    batch(spool, "traces", 3, noise(2, 40))
+    assert dropped(metrics, "full") == (1, 2)  # the second went; the first (in flight) stayed
     spool.done(sending)
-    assert drain(spool) == [b"C" * 40]
+    assert [gzip.decompress(b) for b in drain(spool)] == [noise(2, 40)]
 
 
-def test_a_batch_larger_than_the_whole_spool_is_dropped_on_arrival(tmp_path: Path) -> None:
-    metrics = CollectorMetrics()
-    spool = DiskSpool(tmp_path, 100, metrics)
-    spool.append("metrics", 1, b"A" * 10)
-    assert spool.append("metrics", 9, b"X" * 101) is False
-    assert dropped(metrics, "too_large", "metrics") == (1, 9)
-    assert drain(spool) == [b"A" * 10]
+def test_a_record_larger_than_the_whole_spool_is_refused_and_the_rest_kept(tmp_path: Path) -> None:
+    spool = DiskSpool(tmp_path, 100, CollectorMetrics())
+    batch(spool, "metrics", 1, b"A" * 10)
+    assert spool.add("metrics", 9, b"X" * 101) is Added.TOO_LARGE  # the caller counts it
+    assert [gzip.decompress(b) for b in drain(spool)] == [b"A" * 10]
 
 
 def test_a_write_cut_short_by_a_crash_is_discarded_not_delivered(tmp_path: Path) -> None:
@@ -95,9 +109,8 @@ def test_a_disk_that_refuses_writes_costs_the_batch_not_the_collector(tmp_path: 
     metrics = CollectorMetrics()
     spool = DiskSpool(tmp_path / "spool", 1000, metrics)
     shutil.rmtree(tmp_path / "spool")  # the volume went away under us
-    assert spool.append("traces", 4, b"A" * 10) is False
-    assert dropped(metrics, "write_error") == (1, 4)
-    assert len(spool) == 0
+    assert spool.add("traces", 4, b"A" * 10) is Added.WRITE_ERROR  # the relay answers 503
+    assert len(spool) == 0 and spool.size_bytes == 0
 
 
 def test_an_unusable_spool_directory_falls_back_to_memory(tmp_path: Path) -> None:
@@ -105,8 +118,8 @@ def test_an_unusable_spool_directory_falls_back_to_memory(tmp_path: Path) -> Non
     blocker.write_text("a file where the directory should be")
     spool = open_spool(blocker / "spool", 1000, CollectorMetrics())
     assert isinstance(spool, MemorySpool)
-    spool.append("traces", 1, b"kept in memory")
-    assert drain(spool) == [b"kept in memory"]
+    batch(spool, "traces", 1, b"kept in memory")
+    assert [gzip.decompress(b) for b in drain(spool)] == [b"kept in memory"]
 
 
 def test_a_record_is_in_its_segment_file_when_add_returns_and_a_restart_seals_and_delivers_it(
@@ -160,9 +173,9 @@ def test_segments_are_sealed_when_old_or_full_and_batches_keep_their_order(tmp_p
 
 def test_room_for_a_new_record_is_made_by_dropping_the_oldest_batch_and_counted(tmp_path: Path) -> None:
     metrics = CollectorMetrics()
-    spool = DiskSpool(tmp_path, 300, metrics)
-    spool.append("traces", 4, b"O" * 200)  # an old batch
-    assert spool.add("traces", 2, b"N" * 150) is Added.KEPT  # 200 + 162 > 300: the old one goes
+    old = batch(DiskSpool(tmp_path, 10_000, metrics), "traces", 4, noise(0, 200))  # an old batch
+    spool = DiskSpool(tmp_path, old + 161, metrics)  # found at start; 161 < a 150-byte record
+    assert spool.add("traces", 2, b"N" * 150) is Added.KEPT  # so the old one goes
     assert dropped(metrics, "full") == (1, 4)
     spool.seal(0.0)
     assert [gzip.decompress(b) for b in drain(spool)] == [b"N" * 150]
