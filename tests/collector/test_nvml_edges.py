@@ -185,6 +185,52 @@ def test_process_utilisation_is_averaged_per_process_and_impossible_values_dropp
     )
 
 
+def test_a_gpu_without_processes_has_its_list_read_every_tick_and_one_with_them_every_fifth() -> None:
+    def procs(*pids_mem: tuple[int, int]) -> dict[str, Any]:
+        return {
+            f"nvmlDeviceGetComputeRunningProcesses({U})": [
+                {"pid": p, "usedGpuMemory": m} for p, m in pids_mem
+            ],
+            f"nvmlDeviceGetProcessUtilization({U})": [
+                {"pid": p, "timeStamp": 1_000, "smUtil": 70, "memUtil": 0, "encUtil": 0, "decUtil": 0}
+                for p, _ in pids_mem
+            ]
+            or NOT_FOUND,
+        }
+
+    fake = ReplayPynvml(
+        tape(
+            one_gpu(),  # 0: no process (a read is due)
+            one_gpu(),  # 1: none: read again, as every tick while the list is empty
+            one_gpu(**procs((10, 3_000))),  # 2: the engine starts: seen at once, no share yet
+            one_gpu(**procs((10, 5_000))),  # 3: not read: the list of tick 2 again
+            one_gpu(**procs((10, 5_000))),  # 4: the same
+            one_gpu(**procs((10, 5_000))),  # 5: due: read, with its share
+            one_gpu(),  # 6: it exited; not read until tick 10, so still reported
+        )
+    )
+    nvml = Nvml(lib=fake)
+    assert nvml.start()
+    sampler = GpuSampler(nvml, energy_every=5, process_every=5, clock=fake.now_ns)
+    seen = []
+    for i in range(7):
+        if i:
+            fake.advance()
+        seen.append(sampler.sample()[0].processes)
+    nvml.shutdown()
+    assert seen == [
+        (),
+        (),
+        (ProcessUsage(10, 3_000, None),),
+        (ProcessUsage(10, 3_000, None),),
+        (ProcessUsage(10, 3_000, None),),
+        (ProcessUsage(10, 5_000, 70),),
+        (ProcessUsage(10, 5_000, None),),
+    ]
+    assert fake.calls["nvmlDeviceGetComputeRunningProcesses"] == 4  # ticks 0, 1, 2 and 5
+    assert fake.calls["nvmlDeviceGetProcessUtilization"] == 1  # tick 5 (tick 0 had no process)
+
+
 MIG_A = "MIG-aaaaaaaa-0000-0000-0000-000000000001"
 MIG_B = "MIG-bbbbbbbb-0000-0000-0000-000000000002"
 

@@ -109,7 +109,7 @@ def test_the_costly_reads_are_made_every_fifth_tick_and_per_process_shares_never
     assert idle.calls["nvmlDeviceGetProcessUtilization"] == 0
     assert load.calls["nvmlDeviceGetProcessUtilization"] == 3  # ticks 0, 5 and 10 of 12
     assert load.calls["nvmlDeviceGetComputeRunningProcesses"] == 3
-    assert idle.calls["nvmlDeviceGetComputeRunningProcesses"] == 3
+    assert idle.calls["nvmlDeviceGetComputeRunningProcesses"] == 12  # no process: every tick
     assert load.calls["nvmlDeviceGetTotalEnergyConsumption"] == 3
     # the list read at tick 5 is repeated (memory, no share) until the read at tick 10
     assert {s.processes for s in samples[6:10]} == {(ProcessUsage(447, 1_050_673_152, None),)}
