@@ -22,8 +22,9 @@ class GpuSampler:
     ``energy_every``-th and ``process_every``-th tick only. Ticks without the energy read
     leave ``energy_mj`` empty; ticks between process reads repeat the last list of processes
     and their memory, without their ``sm_util_pct``. A GPU whose last list was empty has it
-    read every tick (0.02 ms on an idle H200), so a serving process that starts shows at once. Per-process utilisation is averaged over
-    the driver's samples since the last read, and not asked for at all on a GPU with no
+    read every tick (0.02 ms on an idle H200), so a serving process that starts shows at once.
+    Per-process utilisation is the driver's latest sample period per process (averaged where
+    it returns several newer than the last read), and not asked for at all on a GPU with no
     compute process. GPM metrics need two snapshots, so they appear from the second tick on.
     The device list is re-read every ``rescan_every`` ticks to notice MIG reconfiguration.
     """
