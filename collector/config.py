@@ -359,6 +359,7 @@ def build_config(values: Mapping[str, str | None], environ: Mapping[str, str]) -
     Raises ConfigError naming the flag and the environment variable of the first bad value.
     """
     settled: dict[str, Any] = {}
+    defaulted: set[str] = set()
     for opt in OPTIONS:
         raw = values.get(opt.attr)
         source = opt.flag
@@ -366,6 +367,7 @@ def build_config(values: Mapping[str, str | None], environ: Mapping[str, str]) -
             raw, source = environ[opt.env], opt.env
         if raw is None:
             settled[opt.attr] = opt.default() if callable(opt.default) else opt.default
+            defaulted.add(opt.attr)
             continue
         try:
             settled[opt.attr] = opt.parse(raw)
@@ -373,6 +375,9 @@ def build_config(values: Mapping[str, str | None], environ: Mapping[str, str]) -
             raise ConfigError(f"{source}: {exc}") from None
     if settled["server"] is None:
         raise ConfigError(f"--server (or {ENV_PREFIX}SERVER) is required")
+    for attr in ("energy_interval", "process_interval"):  # a slower --interval slows them too
+        if attr in defaulted:
+            settled[attr] = max(settled[attr], settled["interval"])
     return CollectorConfig(**settled)
 
 

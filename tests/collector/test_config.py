@@ -85,7 +85,14 @@ def test_a_bad_value_names_its_flag_or_variable() -> None:
     with pytest.raises(ConfigError, match="--server"):
         build_config({}, {})
     with pytest.raises(ConfigError, match="--energy-interval"):
-        build_config({"server": "http://x", "interval": "90s"}, {})  # energy every 60 s
+        build_config({"server": "http://x", "interval": "20s", "energy_interval": "10s"}, {})
+
+
+def test_the_slow_reads_left_to_their_defaults_follow_a_slower_interval() -> None:
+    config = build_config({"server": "http://x", "interval": "90s"}, {})  # defaults: 60 s and 30 s
+    assert (config.interval, config.energy_interval, config.process_interval) == (90.0, 90.0, 90.0)
+    config = build_config({"server": "http://x", "interval": "45s"}, {})
+    assert (config.energy_interval, config.process_interval) == (60.0, 45.0)
 
 
 @pytest.mark.parametrize(
