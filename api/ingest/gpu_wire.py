@@ -101,13 +101,8 @@ class Known:
         found = self._sets.get(key)
         if found is None:
             kvs = NumberDataPoint.FromString(blob).attributes
-            before = decoder.truncated
-            attrs = decoder.decode(kvs) if kvs else {}
-            found = attrs, decoder.truncated - before
-            decoder.truncated = before
-            if len(self._sets) >= self._limit:
-                self._sets = {}
-            self._sets[key] = found
+            found = decoder.decode_apart(kvs) if kvs else ({}, 0)
+            self._keep(self._sets, key, found)
         return found
 
     def resource(self, blob: bytes, decoder: AttributeDecoder) -> Resource:
@@ -115,15 +110,16 @@ class Known:
         key = (decoder.max_bytes, blob)
         found = self._resources.get(key)
         if found is None:
-            before = decoder.truncated
-            resource = resource_of(decoder.decode(ResourceMessage.FromString(blob).attributes))
-            found = resource, decoder.truncated - before
-            decoder.truncated = before
-            if len(self._resources) >= self._limit:
-                self._resources = {}
-            self._resources[key] = found
+            attrs, cut = decoder.decode_apart(ResourceMessage.FromString(blob).attributes)
+            found = resource_of(attrs), cut
+            self._keep(self._resources, key, found)
         decoder.truncated += found[1]
         return found[0]
+
+    def _keep(self, table: dict[tuple[int, bytes], Any], key: tuple[int, bytes], value: Any) -> None:
+        if len(table) >= self._limit:
+            table.clear()
+        table[key] = value
 
 
 @dataclass(frozen=True, slots=True)

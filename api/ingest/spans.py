@@ -59,14 +59,12 @@ _PLAIN = frozenset({"int_value", "double_value", "bool_value"})
 class AttributeDecoder:
     """Turns OTLP KeyValue lists into dicts, truncating long strings (and counting them)."""
 
-    __slots__ = ("_by_first", "_last", "_last_decoded", "_last_truncated", "max_bytes", "truncated")
+    __slots__ = ("_by_first", "_last", "max_bytes", "truncated")
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.truncated = 0
-        self._last: Any = None
-        self._last_decoded: dict[str, Any] = {}
-        self._last_truncated = 0
+        self._last: tuple[Any, dict[str, Any], int] | None = None  # as in _by_first
         self._by_first: dict[str, list[tuple[Any, dict[str, Any], int]]] = {}
 
     def decode_shared(self, kvs: Any) -> dict[str, Any]:
@@ -74,33 +72,32 @@ class AttributeDecoder:
         C). Metric points repeat attribute sets: one series' points share the previous call's;
         a GPU field's points cycle through every GPU of the host (`gpu.uuid` first), found by
         the first attribute's string value. Bounded: 4 sets per first value, 4,096 first
-        values. Do not mutate the result."""
+        values. Cut-short values are counted on every use. Do not mutate the result."""
         if not kvs:
             return {}
-        if self._last is not None and kvs == self._last:
-            self.truncated += self._last_truncated
-            return self._last_decoded
-        first = kvs[0].value.string_value
-        sets = self._by_first.get(first)
-        found = None
-        if sets is not None:
-            for other, decoded, truncated in sets:
-                if kvs == other:
-                    found = (other, decoded, truncated)
-                    break
-        if found is None:
-            before = self.truncated
-            decoded = self.decode(kvs)
-            found = (kvs, decoded, self.truncated - before)
-            if sets is None:
-                if len(self._by_first) < 4096:
-                    self._by_first[first] = [found]
-            elif len(sets) < 4:
-                sets.append(found)
-        else:
-            self.truncated += found[2]
-        self._last, self._last_decoded, self._last_truncated = found
-        return found[1]
+        entry = self._last
+        if entry is None or kvs != entry[0]:
+            first = kvs[0].value.string_value
+            sets = self._by_first.get(first)
+            entry = next((e for e in sets if kvs == e[0]), None) if sets is not None else None
+            if entry is None:
+                entry = (kvs, *self.decode_apart(kvs))
+                if sets is None:
+                    if len(self._by_first) < 4096:
+                        self._by_first[first] = [entry]
+                elif len(sets) < 4:
+                    sets.append(entry)
+            self._last = entry
+        self.truncated += entry[2]
+        return entry[1]
+
+    def decode_apart(self, kvs: Any) -> tuple[dict[str, Any], int]:
+        """`decode`, and how many values it cut short, not counted on this decoder (for a
+        caller that counts them once per use of a result it keeps)."""
+        before = self.truncated
+        decoded = self.decode(kvs)
+        cut, self.truncated = self.truncated - before, before
+        return decoded, cut
 
     def decode(self, kvs: Any) -> dict[str, Any]:
         # The hot loop of ingest: one WhichOneof per value, plain scalars read inline.
