@@ -305,7 +305,7 @@ def measure_per_gpu(ticks: int, hz: float) -> list[dict[str, Any]]:
     from collector.gpu import GpuSampler
     from collector.nvml import Nvml
 
-    defaults = CollectorConfig(server="http://127.0.0.1:1")  # only its interval defaults are used
+    defaults = CollectorConfig(server="http://127.0.0.1:1")  # the runtime's default intervals
 
     pynvml.nvmlInit()
     try:
@@ -318,12 +318,7 @@ def measure_per_gpu(ticks: int, hz: float) -> list[dict[str, Any]]:
         nvml = Nvml(lib=first_gpus(pynvml, count, cpu_s))
         if not nvml.start():
             raise RuntimeError("NVML did not start")
-        sampler = GpuSampler(  # the runtime's default intervals, in ticks
-            nvml,
-            energy_every=round(defaults.energy_interval / defaults.interval),
-            process_every=round(defaults.process_interval / defaults.interval),
-            rescan_every=round(60 / defaults.interval),
-        )
+        sampler = GpuSampler.from_config(nvml, defaults)
         try:
             for _ in range(10):  # warm: handles, GPM buffers, the first process snapshot
                 sampler.sample()

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from collector.config import CollectorConfig
 from collector.nvml import GpuDevice, Nvml
 from collector.samples import GpuSample, ProcessUsage
 
@@ -49,6 +50,20 @@ class GpuSampler:
         self._proc_seen_us: dict[str, int] = {}
         self._procs: dict[str, tuple[ProcessUsage, ...]] = {}  # the last list read, per GPU
 
+    @classmethod
+    def from_config(
+        cls, nvml: Nvml, cfg: CollectorConfig, clock: Callable[[], int] = time.time_ns
+    ) -> GpuSampler:
+        """The sampler a collector with settings `cfg` runs: its intervals in ticks, the
+        device list re-read every minute."""
+        return cls(
+            nvml,
+            energy_every=round(cfg.energy_interval / cfg.interval),
+            process_every=round(cfg.process_interval / cfg.interval),
+            rescan_every=max(1, round(60 / cfg.interval)),
+            clock=clock,
+        )
+
     def sample(self) -> list[GpuSample]:
         """Read every GPU now. Empty where NVML is unavailable."""
         if not self._nvml.ready:
@@ -77,6 +92,7 @@ class GpuSampler:
             self._drop_gpm(uuid)
         for uuid in [u for u in self._procs if u not in present]:
             del self._procs[uuid]
+            self._proc_seen_us.pop(uuid, None)
         for dev in devices:
             if dev.uuid not in self._gpm and self._nvml.gpm_supported(dev):
                 buffers = (self._nvml.gpm_new_sample(), self._nvml.gpm_new_sample())

@@ -138,13 +138,7 @@ class Collector:
     def _sample_loop(self) -> None:
         assert self._nvml is not None
         cfg = self.config
-        sampler = GpuSampler(
-            self._nvml,
-            energy_every=round(cfg.energy_interval / cfg.interval),
-            process_every=round(cfg.process_interval / cfg.interval),
-            rescan_every=max(1, round(60 / cfg.interval)),
-            clock=self._gpu_clock,
-        )
+        sampler = GpuSampler.from_config(self._nvml, cfg, self._gpu_clock)
         next_at = time.monotonic()
         try:
             while not self._stop.wait(max(0.0, next_at - time.monotonic())):
