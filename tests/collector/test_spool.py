@@ -24,10 +24,11 @@ def dropped(metrics: CollectorMetrics, reason: str, kind: str = "traces") -> tup
 
 
 def drain(spool: DiskSpool | MemorySpool) -> list[bytes]:
+    """Every batch delivered, oldest first, each as the records it was sealed from."""
     out = []
     while (found := spool.next(timeout=0)) is not None:
         entry, body = found
-        out.append(body)
+        out.append(gzip.decompress(body))
         spool.done(entry)
     return out
 
@@ -60,7 +61,7 @@ def test_batches_come_out_oldest_first_byte_for_byte_and_survive_a_restart(tmp_p
     ]
     assert metrics.value("inferwatch_collector_spool_bytes") == sum(sizes)
     batch(second, "traces", 2, b"D" * 5)  # numbered after what it found
-    assert [gzip.decompress(b) for b in drain(second)] == [b"A" * 10, b"B" * 20, b"C" * 30, b"D" * 5]
+    assert drain(second) == [b"A" * 10, b"B" * 20, b"C" * 30, b"D" * 5]
     assert not list(tmp_path.iterdir())
 
 
@@ -74,7 +75,7 @@ def test_a_full_spool_drops_the_oldest_batches_and_counts_them(tmp_path: Path) -
     # the third record found no room beside two batches: the first (5 items) made room for it
     assert dropped(metrics, "full") == (1, 5)
     assert spool.size_bytes == 2 * size
-    assert [gzip.decompress(b) for b in drain(spool)] == [noise(1, 40), noise(2, 40)]
+    assert drain(spool) == [noise(1, 40), noise(2, 40)]
 
 
 def test_the_batch_being_sent_is_never_the_one_dropped(tmp_path: Path) -> None:
@@ -88,14 +89,14 @@ def test_the_batch_being_sent_is_never_the_one_dropped(tmp_path: Path) -> None:
     batch(spool, "traces", 3, noise(2, 40))
     assert dropped(metrics, "full") == (1, 2)  # the second went; the first (in flight) stayed
     spool.done(sending)
-    assert [gzip.decompress(b) for b in drain(spool)] == [noise(2, 40)]
+    assert drain(spool) == [noise(2, 40)]
 
 
 def test_a_record_larger_than_the_whole_spool_is_refused_and_the_rest_kept(tmp_path: Path) -> None:
     spool = DiskSpool(tmp_path, 100, CollectorMetrics())
     batch(spool, "metrics", 1, b"A" * 10)
     assert spool.add("metrics", 9, b"X" * 101) is Added.TOO_LARGE  # the caller counts it
-    assert [gzip.decompress(b) for b in drain(spool)] == [b"A" * 10]
+    assert drain(spool) == [b"A" * 10]
 
 
 def test_a_write_cut_short_by_a_crash_is_discarded_not_delivered(tmp_path: Path) -> None:
@@ -119,7 +120,7 @@ def test_an_unusable_spool_directory_falls_back_to_memory(tmp_path: Path) -> Non
     spool = open_spool(blocker / "spool", 1000, CollectorMetrics())
     assert isinstance(spool, MemorySpool)
     batch(spool, "traces", 1, b"kept in memory")
-    assert [gzip.decompress(b) for b in drain(spool)] == [b"kept in memory"]
+    assert drain(spool) == [b"kept in memory"]
 
 
 def test_a_record_is_in_its_segment_file_when_add_returns_and_a_restart_seals_and_delivers_it(
@@ -141,7 +142,7 @@ def test_a_record_is_in_its_segment_file_when_add_returns_and_a_restart_seals_an
     second = DiskSpool(tmp_path, 10_000, metrics)  # the next start seals what it finds
     assert not list(tmp_path.glob("*.seg"))
     assert [(e.seq, e.kind, e.items) for e in second.entries()] == [(1, "traces", 5), (2, "metrics", 1)]
-    batches = [gzip.decompress(body) for body in drain(second)]
+    batches = drain(second)
     assert batches == [b"span-request-1span-request-2", b"metric-request"]
     assert metrics.value("inferwatch_collector_spooled_batches_total", {"kind": "traces"}) == 1
 
@@ -154,7 +155,7 @@ def test_a_segment_whose_batch_was_written_before_a_crash_is_not_delivered_twice
     # As if killed between writing the batch and removing its segment: both on disk.
     (tmp_path / "0000000000000001.traces.seg").write_bytes(segment)
     again = DiskSpool(tmp_path, 10_000, CollectorMetrics())
-    assert [gzip.decompress(b) for b in drain(again)] == [b"R" * 50]
+    assert drain(again) == [b"R" * 50]
     assert not list(tmp_path.iterdir())
 
 
@@ -166,7 +167,7 @@ def test_segments_are_sealed_when_old_or_full_and_batches_keep_their_order(tmp_p
     assert spool.seal(60.0) > 50  # the two full ones sealed; the open one is due in ~60 s
     assert [(e.seq, e.items) for e in spool.entries()] == [(1, 3), (2, 3)]
     spool.seal(60.0, force=True)
-    bodies = [gzip.decompress(b) for b in drain(spool)]
+    bodies = drain(spool)
     assert bodies == [b"A" * 100 + b"B" * 100 + b"C" * 100, b"D" * 100 + b"E" * 100 + b"F" * 100, b"G" * 100]
     assert spool.size_bytes == 0 and len(spool) == 0
 
@@ -178,7 +179,7 @@ def test_room_for_a_new_record_is_made_by_dropping_the_oldest_batch_and_counted(
     assert spool.add("traces", 2, b"N" * 150) is Added.KEPT  # so the old one goes
     assert dropped(metrics, "full") == (1, 4)
     spool.seal(0.0)
-    assert [gzip.decompress(b) for b in drain(spool)] == [b"N" * 150]
+    assert drain(spool) == [b"N" * 150]
 
 
 def test_a_segment_filled_by_the_relay_is_sealed_at_once_not_at_the_flush_interval(tmp_path: Path) -> None:
